@@ -1,0 +1,226 @@
+"""Firms: produce with labour and automation capital, set prices and wages, hire, fire, invest,
+borrow, pay dividends and sometimes issue new tokens.
+
+Rule-based policy, vectorised over firms:
+
+* **Price or quantity** (Delli Gatti et al. 2011): a firm that sold out raises its price if it is
+  below the market mean, else plans to produce more; one with unsold stock cuts its price if above
+  the mean (never below unit cost), else plans less.
+* **Inputs** (Korinek & Suh): capital per worker is the cost-minimising ratio at the firm's wage
+  and the user cost of capital ``capital_price * price_index * (depreciation + loan_rate)``. The
+  firm closes ``automation.adjustment`` of the gap to the desired capital stock each round by buying
+  goods as capital; with the capital it has, it hires the least labour that meets planned output.
+* **Wages** rise when vacancies went unfilled and fall as unemployment rises (so the Phillips
+  curve slopes the right way). Prices, floored at unit cost, keep them paid for.
+* **Cash**: dividends are ``payout_ratio`` of cash beyond this round's needs and a buffer of
+  ``cash_buffer_rounds`` wage bills; a shortfall is asked of the bank, and if equity issuance is
+  on, also offered as new tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, Field
+
+from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
+from tokenomy.market import production
+from tokenomy.scenario import Scenario
+from tokenomy.world import World
+
+__all__ = ["FirmObservation", "FirmDecision", "FirmBatch", "Firms", "capital_user_cost"]
+
+
+class FirmObservation(BaseModel):
+    round: int
+    balance: float
+    price: float
+    wage_offer: float
+    workers: int
+    capital: float
+    inventory: float
+    sold_last_round: float
+    unmet_demand_last_round: float
+    unfilled_vacancies: int
+    loan: float
+    loan_rate: float
+    token_price: float
+    automatable_share: float
+    capital_price: float = Field(description="currency per unit of automation capital")
+    mean_price: float
+    unemployment_rate: float
+    mean_wage: float
+
+
+class FirmDecision(DecisionModel):
+    price: float = Field(gt=0)
+    wage_offer: float = Field(ge=0)
+    target_workers: int = Field(ge=0)
+    investment_budget: float = Field(0.0, ge=0)
+    dividend: float = Field(0.0, ge=0)
+    loan_request: float = Field(0.0, ge=0)
+    issue_shares: int = Field(0, ge=0)
+
+
+@dataclass
+class FirmBatch(Batch):
+    money: ClassVar[tuple[str, ...]] = ("price", "wage_offer", "investment_budget", "dividend", "loan_request")
+    model: ClassVar[type[DecisionModel]] = FirmDecision
+    price: NDArray[np.float64]  # cents per unit
+    wage_offer: NDArray[np.float64]  # cents per worker per round
+    target_workers: NDArray[np.int64]
+    investment_budget: NDArray[np.int64]  # cents
+    dividend: NDArray[np.int64]  # cents
+    loan_request: NDArray[np.int64]  # cents
+    issue_shares: NDArray[np.int64]
+    notes: NDArray[np.object_]
+
+
+def capital_user_cost(world: World, scenario: Scenario) -> float:
+    """Cents per unit of capital per round: what a unit costs to hold (wear plus interest)."""
+    a = scenario.automation
+    return world.capital_price * world.price_index * (a.depreciation + scenario.roles.bank.loan_rate)
+
+
+def debt_service(world: World, scenario: Scenario) -> NDArray[np.int64]:
+    """Interest plus scheduled repayment due this round, cents."""
+    interest = np.floor(world.f_loan * world.f_loan_rate)
+    repay = np.ceil(world.f_loan * scenario.roles.bank.amortization)
+    return (interest + np.minimum(repay, world.f_loan)).astype(np.int64)
+
+
+class Firms:
+    name = "firm"
+
+    def observe(self, world: World, view: MarketView, i: int) -> FirmObservation:
+        return FirmObservation(
+            round=view.round,
+            balance=float(world.ledger.balance[world.layout.firm0 + i]) / 100,
+            price=float(world.f_price[i]) / 100,
+            wage_offer=float(world.f_wage[i]) / 100,
+            workers=int(world.workers()[i]),
+            capital=float(world.f_capital[i]),
+            inventory=float(world.f_inventory[i]),
+            sold_last_round=float(world.f_sales[i]),
+            unmet_demand_last_round=float(world.f_unmet[i]),
+            unfilled_vacancies=int(world.f_unfilled[i]),
+            loan=float(world.f_loan[i]) / 100,
+            loan_rate=float(world.f_loan_rate[i]),
+            token_price=float(world.t_price[i]) / 100,
+            automatable_share=view.phi,
+            capital_price=view.capital_price * view.price_index / 100,
+            mean_price=view.mean_price / 100,
+            unemployment_rate=view.unemployment,
+            mean_wage=view.mean_wage / 100,
+        )
+
+    def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> FirmBatch:
+        p, prod, auto = scenario.roles.firm, scenario.production, scenario.automation
+        m = world.n_firms
+        L = world.workers().astype(np.float64)
+        K = world.f_capital
+        price, wage = world.f_price.copy(), world.f_wage.copy()
+
+        # -- price or quantity ------------------------------------------------------------------
+        u = rng.random(m) * p.eta_price
+        sold_out = world.f_unmet > 1e-9
+        raise_p = sold_out & (price < view.mean_price)
+        expand = sold_out & ~raise_p
+        cut_p = ~sold_out & (world.f_inventory > 1e-9) & (price > view.mean_price)
+        c_k = capital_user_cost(world, scenario)
+        unit_cost = np.where(world.f_output > 0, (wage * L + c_k * K) / np.maximum(world.f_output, 1e-9), 0.0)
+        price = np.where(raise_p, price * (1 + u), price)
+        price = np.where(cut_p, np.maximum(price * (1 - u), unit_cost), price)
+        expected = world.f_sales + np.where(expand, world.f_unmet, 0.0)
+        planned = np.maximum(expected * (1 + p.inventory_target) - world.f_inventory, 0.0)
+
+        # -- inputs -----------------------------------------------------------------------------
+        ratio = production.cost_minimising_ratio(world.phi, wage, c_k, prod.sigma)
+        all_capital = ~np.isfinite(ratio)
+        per_worker = production.output_per_worker(np.where(all_capital, 0.0, ratio), world.phi, prod.A, prod.sigma)
+        # capacity is sized to expected sales, not to this round's restocking
+        L_star = np.where(all_capital, 0.0, expected / np.maximum(per_worker, 1e-12))
+        K_star = np.where(all_capital, expected / prod.A, np.where(all_capital, 0.0, ratio) * L_star)
+        K_next = K + auto.adjustment * (K_star - K)
+        invest_units = np.maximum(K_next - K * (1 - auto.depreciation), 0.0)
+        invest_budget = np.floor(invest_units * world.capital_price * view.mean_price).astype(np.int64)
+
+        need_L = production.labour_required(planned, K, world.phi, prod.A, prod.sigma)
+        need_L = np.where(np.isfinite(need_L), need_L, L_star)
+        target = np.minimum(np.ceil(need_L - 1e-9), world.n_households).astype(np.int64)
+        # labour hoarding: shed at most max_fire_share of the workforce a round
+        target = np.maximum(target, np.floor(L * (1.0 - p.max_fire_share))).astype(np.int64)
+
+        # -- wages ------------------------------------------------------------------------------
+        uw = rng.random(m) * p.eta_wage
+        down = min(1.0, view.unemployment / p.unemployment_norm)
+        wage = np.where(world.f_unfilled > 0, wage * (1 + uw), wage * (1 - uw * down))
+
+        # -- cash -------------------------------------------------------------------------------
+        bal = world.firm_balance().astype(np.float64)
+        wage_bill = target * wage
+        fixed = debt_service(world, scenario) + robot_tax_due(world, scenario)
+        need = wage_bill + fixed + invest_budget
+        loan_req = np.maximum(need - bal, 0.0).astype(np.int64)
+        dividend = np.floor(p.payout_ratio * np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)).astype(np.int64)
+        issue = np.zeros(m, dtype=np.int64)
+        if p.equity_issuance:
+            tp = world.t_price[:m]
+            cap = np.floor(p.max_issue_share * world.t_outstanding[:m])
+            issue = np.where(loan_req > 0, np.minimum(np.ceil(loan_req / np.maximum(tp, 1e-9)), cap), 0).astype(np.int64)
+        return FirmBatch(price, wage, target, invest_budget, dividend, loan_req, issue, np.full(m, "", dtype=object))
+
+    def validate(self, world: World, batch: FirmBatch, scenario: Scenario) -> FirmBatch:
+        """Reject impossible values; affordability is settled later by :func:`fit_to_funds`."""
+        notes = batch.notes
+        bad_price = ~np.isfinite(batch.price) | (batch.price <= 0)
+        note(notes, bad_price, "price must be positive: kept last price")
+        price = np.where(bad_price, world.f_price, batch.price)
+        bad_wage = ~np.isfinite(batch.wage_offer) | (batch.wage_offer < 0)
+        note(notes, bad_wage, "wage must be non-negative: kept last wage")
+        wage = np.where(bad_wage, world.f_wage, batch.wage_offer)
+        target = np.clip(batch.target_workers, 0, world.n_households)
+        cap = np.floor(scenario.roles.firm.max_issue_share * world.t_outstanding[: world.n_firms]).astype(np.int64)
+        issue = np.clip(batch.issue_shares, 0, cap) if scenario.roles.firm.equity_issuance else np.zeros_like(cap)
+        note(notes, batch.issue_shares > issue, "share issue clipped to the allowed maximum")
+        return FirmBatch(
+            price, wage, target, np.maximum(batch.investment_budget, 0), np.maximum(batch.dividend, 0),
+            np.maximum(batch.loan_request, 0), issue, notes,
+        )
+
+
+def robot_tax_due(world: World, scenario: Scenario) -> NDArray[np.int64]:
+    """Robot tax: a share of the market value of each firm's automation capital, cents."""
+    if world.robot_tax <= 0:
+        return np.zeros(world.n_firms, dtype=np.int64)
+    return np.floor(world.robot_tax * world.f_capital * world.capital_price * world.price_index).astype(np.int64)
+
+
+def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scenario: Scenario) -> FirmBatch:
+    """Cut a firm's plan to the cash it has (balance plus new credit).
+
+    Contractual payments (debt service, robot tax) come first, then wages (the firm shrinks its
+    target workforce until the wage bill fits), then investment, and dividends only from what is
+    left.
+    """
+    fixed = debt_service(world, scenario) + robot_tax_due(world, scenario)
+    room = np.maximum(funds - fixed, 0)
+    wage_bill = (batch.target_workers * batch.wage_offer).astype(np.int64)
+    notes = batch.notes
+    fits_wages = np.minimum(wage_bill, room)
+    affordable_workers = np.where(
+        batch.wage_offer > 0, np.floor(fits_wages / np.maximum(batch.wage_offer, 1e-9)), batch.target_workers
+    ).astype(np.int64)
+    target = np.minimum(batch.target_workers, affordable_workers)
+    note(notes, target < batch.target_workers, "workforce cut to what the firm can pay")
+    room = room - (target * batch.wage_offer).astype(np.int64)
+    room = np.maximum(room, 0)
+    invest = np.minimum(batch.investment_budget, room)
+    note(notes, invest < batch.investment_budget, "investment cut to funds")
+    room = room - invest
+    div = np.minimum(batch.dividend, room)
+    note(notes, div < batch.dividend, "dividend cut to funds")
+    return FirmBatch(batch.price, batch.wage_offer, target, invest, div, batch.loan_request, batch.issue_shares, notes)

@@ -1,0 +1,204 @@
+"""Households: consume, look for work, save as deposits, trade tokens, choose a payment rail.
+
+Rule-based policy (``heuristic``), vectorised over the whole population:
+
+* **Consumption** ``C = mpc * net income + mpc_wealth * wealth``, where ``mpc`` falls from
+  ``mpc_income`` at the median wealth to ``mpc_income_rich`` at ``rich_wealth_multiple`` times the
+  median (the rich save more of their income: this is what lets demand fail when income moves
+  from wages to capital). At least ``subsistence`` while money lasts; never above the balance.
+* **Work**: the employed ask their current wage; the unemployed lower their reservation wage by
+  ``reservation_decay`` per round without work.
+* **Saving and investing**: deposits above ``invest_threshold`` rounds of spending are partly
+  (``invest_share``) bid for one random token a little above its last price. Holders sell part of
+  one position at random (``turnover``) or to cover a shortfall of cash for spending.
+* **Rail**: with chance ``switch_rate`` a household moves to the cheaper of card and chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, Field
+
+from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
+from tokenomy.market.rails import RAIL_NAMES, Rail, net_of_fee
+from tokenomy.scenario import Scenario
+from tokenomy.world import World
+
+__all__ = ["HouseholdObservation", "HouseholdDecision", "HouseholdBatch", "Households"]
+
+
+class HouseholdObservation(BaseModel):
+    """What one household knows at the start of a round (money in currency units)."""
+
+    round: int
+    balance: float
+    net_income_last_round: float
+    spent_last_round: float
+    employed: bool
+    wage: float
+    reservation_wage: float
+    rounds_unemployed: int
+    token_wealth: float
+    rail: str
+    price_index: float
+    unemployment_rate: float
+    mean_wage: float
+    rail_fees: dict[str, float]
+
+
+class HouseholdDecision(DecisionModel):
+    consumption_budget: float = Field(ge=0, description="currency to spend on goods this round")
+    reservation_wage: float = Field(ge=0, description="lowest wage accepted")
+    token_buy_budget: float = Field(0.0, ge=0)
+    token_buy: int = Field(-1, ge=-1, description="token index to bid for, -1 for none")
+    token_sell: int = Field(-1, ge=-1, description="token index to sell, -1 for none")
+    token_sell_shares: int = Field(0, ge=0)
+    rail: str = Field("card", description="card | chain | bank_transfer")
+
+
+@dataclass
+class HouseholdBatch(Batch):
+    money: ClassVar[tuple[str, ...]] = ("consumption_budget", "reservation_wage", "token_buy_budget", "token_buy_limit", "token_sell_limit")
+    model: ClassVar[type[DecisionModel]] = HouseholdDecision
+    consumption_budget: NDArray[np.int64]  # cents
+    reservation_wage: NDArray[np.float64]  # cents
+    token_buy_budget: NDArray[np.int64]  # cents
+    token_buy: NDArray[np.int64]
+    token_buy_limit: NDArray[np.float64]  # cents per share
+    token_sell: NDArray[np.int64]
+    token_sell_shares: NDArray[np.int64]
+    token_sell_limit: NDArray[np.float64]
+    rail: NDArray[np.int8]
+    notes: NDArray[np.object_]
+
+
+def _weighted_pick(rng: np.random.Generator, weights: NDArray[np.float64]) -> NDArray[np.int64]:
+    """One column per row, with probability proportional to that row's weights."""
+    c = np.cumsum(weights, axis=1)
+    r = rng.random(weights.shape[0]) * c[:, -1]
+    return np.argmax(c > r[:, None], axis=1)
+
+
+class Households:
+    name = "household"
+
+    def observe(self, world: World, view: MarketView, i: int) -> HouseholdObservation:
+        emp = int(world.h_employer[i])
+        return HouseholdObservation(
+            round=view.round,
+            balance=float(world.ledger.balance[i]) / 100,
+            net_income_last_round=float(world.h_income[i]) / 100,
+            spent_last_round=float(world.h_spent[i]) / 100,
+            employed=emp >= 0,
+            wage=float(world.f_wage[emp]) / 100 if emp >= 0 else 0.0,
+            reservation_wage=float(world.h_reservation[i]) / 100,
+            rounds_unemployed=int(world.h_unemployed_rounds[i]),
+            token_wealth=float(world.holdings[i] @ world.t_price) / 100,
+            rail=RAIL_NAMES[int(world.h_rail[i])],
+            price_index=view.price_index / 100,
+            unemployment_rate=view.unemployment,
+            mean_wage=view.mean_wage / 100,
+            rail_fees=dict(zip(RAIL_NAMES, view.rail_fees, strict=True)),
+        )
+
+    def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> HouseholdBatch:
+        p = scenario.roles.household
+        n = world.n_households
+        bal = world.household_balance().astype(np.float64)
+        token_w = world.token_wealth()
+        wealth = bal + token_w
+        med = max(float(np.median(wealth)), 1.0)
+        x = np.clip(np.log(np.maximum(wealth, 1.0) / med) / np.log(p.rich_wealth_multiple), 0.0, 1.0)
+        mpc = p.mpc_income + (p.mpc_income_rich - p.mpc_income) * x
+        want = mpc * np.maximum(world.h_income, 0) + p.mpc_wealth * wealth
+        want = np.maximum(want, p.subsistence * 100)
+        budget = np.minimum(want, bal).astype(np.int64)
+
+        employed = world.h_employer >= 0
+        emp_wage = world.f_wage[np.maximum(world.h_employer, 0)]
+        res = np.where(
+            employed,
+            emp_wage,
+            np.maximum(world.h_reservation * (1.0 - p.reservation_decay), p.min_reservation_wage * 100),
+        )
+
+        n_tok = world.t_price.size
+        excess = bal - budget - p.invest_threshold * want
+        buyers = (excess > 0) & (n_tok > 0)
+        buy_budget = np.where(buyers, p.invest_share * np.maximum(excess, 0), 0).astype(np.int64)
+        buy_tok = np.where(buyers, rng.integers(0, max(n_tok, 1), size=n), -1)
+        buy_limit = world.t_price[np.maximum(buy_tok, 0)] * (1.0 + rng.random(n) * p.bid_spread) if n_tok else np.zeros(n)
+
+        holds = world.holdings.sum(axis=1) > 0 if n_tok else np.zeros(n, bool)
+        short = np.maximum(want - bal, 0.0)
+        sellers = holds & ((rng.random(n) < p.turnover) | (short > 0))
+        sell_tok = np.full(n, -1, dtype=np.int64)
+        sell_qty = np.zeros(n, dtype=np.int64)
+        sell_limit = np.zeros(n)
+        s_idx = np.flatnonzero(sellers)
+        if s_idx.size:
+            h = world.holdings[s_idx]
+            tok = _weighted_pick(rng, h * world.t_price)
+            held = h[np.arange(s_idx.size), tok]
+            limit = world.t_price[tok] * (1.0 - rng.random(s_idx.size) * p.bid_spread)
+            for_cash = np.ceil(short[s_idx] / np.maximum(limit, 1e-9))
+            random_part = np.ceil(held * rng.uniform(0.1, 0.5, s_idx.size))
+            qty = np.where(short[s_idx] > 0, for_cash, random_part)
+            sell_tok[s_idx] = tok
+            sell_qty[s_idx] = np.minimum(qty, held).astype(np.int64)
+            sell_limit[s_idx] = limit
+
+        rail = world.h_rail.copy()
+        if scenario.rails.switch_rate > 0 and world.chain_enabled:
+            fees = world.rail_fees()
+            pos = Rail.CHAIN if fees[Rail.CHAIN] < fees[Rail.CARD] else Rail.CARD
+            movers = (rail != Rail.BANK_TRANSFER) & (rng.random(n) < scenario.rails.switch_rate)
+            rail[movers] = pos
+        return HouseholdBatch(
+            budget, res, buy_budget, buy_tok, buy_limit, sell_tok, sell_qty, sell_limit, rail,
+            np.full(n, "", dtype=object),
+        )
+
+    def validate(self, world: World, batch: HouseholdBatch, scenario: Scenario) -> HouseholdBatch:
+        """Clip every household to what it owns: budget plus fees within its balance."""
+        notes = batch.notes
+        n_tok = world.t_price.size
+        bal = world.household_balance()
+        fees = world.rail_fees()
+        bad_rail = (batch.rail < 0) | (batch.rail > 2) | ((batch.rail == Rail.CHAIN) & (not world.chain_enabled))
+        note(notes, bad_rail, "rail not available: bank_transfer used")
+        rail = np.where(bad_rail, Rail.BANK_TRANSFER, batch.rail).astype(np.int8)
+
+        cons = np.maximum(batch.consumption_budget, 0)
+        max_cons = net_of_fee(bal, rail, fees)
+        note(notes, cons > max_cons, "consumption clipped to balance")
+        cons = np.minimum(cons, max_cons)
+
+        gross_cons = cons + np.floor(cons * fees[rail]).astype(np.int64)
+        left = bal - gross_cons
+        bt = np.full(bal.size, int(Rail.BANK_TRANSFER))
+        buy = np.maximum(batch.token_buy_budget, 0)
+        bad_tok = (batch.token_buy < 0) | (batch.token_buy >= n_tok)
+        buy = np.where(bad_tok, 0, buy)
+        max_buy = net_of_fee(np.maximum(left, 0), bt, fees)
+        note(notes, buy > max_buy, "token bid clipped to balance")
+        buy = np.minimum(buy, max_buy)
+        limit = np.where(np.isfinite(batch.token_buy_limit) & (batch.token_buy_limit > 0), batch.token_buy_limit, 0.0)
+        buy = np.where(limit > 0, buy, 0)
+
+        sell_tok = batch.token_sell
+        ok_tok = (sell_tok >= 0) & (sell_tok < n_tok)
+        held = np.where(ok_tok, world.holdings[np.arange(bal.size), np.clip(sell_tok, 0, max(n_tok - 1, 0))], 0) if n_tok else np.zeros(bal.size, np.int64)
+        qty = np.maximum(batch.token_sell_shares, 0)
+        note(notes, qty > held, "sell order clipped to holdings")
+        qty = np.minimum(qty, held)
+        sell_limit = np.where(np.isfinite(batch.token_sell_limit), np.maximum(batch.token_sell_limit, 0.0), 0.0)
+        res = np.where(np.isfinite(batch.reservation_wage), np.maximum(batch.reservation_wage, 0.0), 0.0)
+        return HouseholdBatch(
+            cons.astype(np.int64), res, buy.astype(np.int64), np.where(buy > 0, batch.token_buy, -1), limit,
+            np.where(qty > 0, sell_tok, -1), qty.astype(np.int64), sell_limit, rail, notes,
+        )

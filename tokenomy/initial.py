@@ -1,0 +1,138 @@
+"""Build the round-0 World from a Scenario.
+
+The starting point is calibrated rather than arbitrary: each firm starts at Korinek & Suh's
+baseline (capital per worker ``K0``, automatable share ``phi0``), prices are set so the wage equals
+the marginal revenue product of labour (labour share 0.657 at their calibration), and, unless the
+scenario fixes it, the price of automation capital makes the initial capital per worker
+cost-minimising. Tokens start concentrated: ``owner_share`` of households hold every token, with
+Pareto-distributed weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tokenomy.market import production
+from tokenomy.market.clearing import pro_rata
+from tokenomy.market.ledger import Ledger
+from tokenomy.market.rails import Rail
+from tokenomy.scenario import Scenario
+from tokenomy.world import Layout, World
+
+__all__ = ["build_world", "phi_at", "calibrated_capital_price"]
+
+
+def phi_at(scenario: Scenario, round_no: int) -> float:
+    """The automatable share of tasks in a round, from the automation schedule."""
+    a = scenario.automation
+    t = round_no - a.start
+    if a.schedule == "constant" or t <= 0:
+        return a.phi0
+    if a.schedule == "linear":
+        return float(min(a.phi_end, a.phi0 + (a.phi_end - a.phi0) * t / a.ramp_rounds))
+    return float(a.phi_end - (a.phi_end - a.phi0) * (1.0 - a.rate) ** t)
+
+
+def calibrated_capital_price(scenario: Scenario) -> float:
+    """Goods per unit of capital at which the initial capital per worker is cost-minimising."""
+    a, p = scenario.automation, scenario.production
+    if a.capital_price0 is not None:
+        return a.capital_price0
+    k0 = scenario.initial.capital_per_worker
+    if k0 <= 0:
+        return 8.0
+    mpk, _ = production.marginal_products(k0, 1.0, a.phi0, p.A, p.sigma)
+    return float(mpk) / (a.depreciation + scenario.roles.bank.loan_rate)
+
+
+def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
+    s, ini, prod = scenario, scenario.initial, scenario.production
+    layout = Layout(s.households, s.firms, s.banks)
+    n, m, nb = s.households, s.firms, s.banks
+    phi0 = phi_at(s, 0)
+    k0 = ini.capital_per_worker
+    wage0 = ini.wage * 100.0
+
+    # employment: a random share of households, spread evenly across firms
+    employer = np.full(n, -1, dtype=np.int64)
+    hired = rng.permutation(n)[: int(round(ini.employment_rate * n))]
+    employer[hired] = np.arange(hired.size) % m
+    L = np.bincount(employer[employer >= 0], minlength=m).astype(np.float64)
+    K = k0 * np.maximum(L, 1.0)
+    _, mpl = production.marginal_products(k0, 1.0, phi0, prod.A, prod.sigma)
+    price0 = wage0 / float(mpl)
+    price = price0 * (1.0 + 0.02 * (rng.random(m) - 0.5))
+    out = np.asarray(production.output(K, L, phi0, prod.A, prod.sigma), dtype=np.float64)
+    cap_price = calibrated_capital_price(s)
+
+    # balances
+    ledger = Ledger.open(layout.n_accounts)
+    h_bal = np.floor(ini.household_deposits * 100 * rng.lognormal(-0.125, 0.5, n)).astype(np.int64)
+    ledger.balance[:n] = h_bal
+    ledger.balance[layout.firm0 : layout.bank0] = np.floor(ini.firm_cash_rounds * L * wage0).astype(np.int64)
+    ledger.balance[layout.bank0 : layout.card_network] = int(ini.bank_capital * 100)
+    ledger.opening_supply = ledger.money_supply
+
+    # tokens, held by a few
+    T = layout.n_tokens
+    outstanding = np.full(T, ini.shares_per_issuer, dtype=np.int64)
+    owners = rng.permutation(n)[: max(1, int(round(ini.owner_share * n)))]
+    weight = rng.pareto(ini.ownership_pareto, owners.size) + 1.0
+    holdings = np.zeros((n, T), dtype=np.int64)
+    for j in range(T):
+        holdings[owners, j] = pro_rata(int(outstanding[j]), weight)
+    firm_value = K * cap_price * price0 + ledger.balance[layout.firm0 : layout.bank0]
+    bank_value = np.full(nb, ini.bank_capital * 100)
+    card_revenue = s.roles.network.card_fee * s.rails.card_adoption * n * ini.wage * 100 * 0.8
+    net_value = np.array([max(card_revenue, 1.0) * 50, max(card_revenue * 0.05, 1.0) * 50])
+    t_price = np.concatenate([firm_value, bank_value, net_value]) / outstanding
+
+    u = rng.random(n)
+    chain_ok = s.rails.chain_enabled
+    rail = np.where(
+        u < s.rails.card_adoption,
+        Rail.CARD,
+        np.where(chain_ok & (u < s.rails.card_adoption + s.rails.chain_adoption), Rail.CHAIN, Rail.BANK_TRANSFER),
+    ).astype(np.int8)
+
+    reg = s.roles.regulator
+    tax = reg.income_tax
+    return World(
+        layout=layout,
+        ledger=ledger,
+        round=0,
+        h_bank=rng.integers(0, nb, n).astype(np.int64),
+        h_employer=employer,
+        h_reservation=np.full(n, wage0),
+        h_unemployed_rounds=np.where(employer >= 0, 0, 1).astype(np.int64),
+        h_rail=rail,
+        h_income=np.where(employer >= 0, np.floor(wage0 * (1 - tax)), 0).astype(np.int64),
+        h_spent=np.zeros(n, dtype=np.int64),
+        f_price=price,
+        f_wage=np.full(m, wage0),
+        f_capital=K,
+        f_inventory=np.zeros(m),
+        f_sales=out.copy(),
+        f_unmet=np.zeros(m),
+        f_unfilled=np.zeros(m, dtype=np.int64),
+        f_output=out.copy(),
+        f_loan=np.zeros(m, dtype=np.int64),
+        f_loan_bank=(np.arange(m) % nb).astype(np.int64),
+        f_loan_rate=np.full(m, s.roles.bank.loan_rate),
+        t_price=t_price,
+        t_outstanding=outstanding,
+        holdings=holdings,
+        card_fee=min(s.roles.network.card_fee, reg.card_fee_cap),
+        chain_fee=s.rails.chain_fee,
+        bank_transfer_fee=s.rails.bank_transfer_fee,
+        chain_enabled=chain_ok,
+        income_tax=tax,
+        robot_tax=reg.robot_tax,
+        ubi_cents=int(round(reg.ubi * 100)) if reg.ubi_start == 0 else 0,
+        ubi_money_financed=reg.ubi_financing == "money",
+        card_fee_cap=reg.card_fee_cap,
+        phi=phi0,
+        capital_price=cap_price,
+        price_index=price0,
+        unemployment=float((employer < 0).mean()),
+    )

@@ -1,0 +1,89 @@
+"""Recording a round: the metrics row, trades, payments, decisions and world snapshots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from tokenomy.metrics import round_metrics
+from tokenomy.store import RunWriter, payments_frame
+
+if TYPE_CHECKING:
+    from tokenomy.simulation import Simulation
+
+__all__ = ["Recorder"]
+
+
+@dataclass
+class Recorder:
+    writer: RunWriter
+    household_sample: np.ndarray
+    snapshot_every: int
+    payments_level: str
+    rounds_written: int = 0
+
+    @property
+    def path(self) -> Path:
+        return self.writer.path
+
+    @classmethod
+    def open(cls, sim: Simulation, path: Path, *, overwrite: bool = False) -> Recorder:
+        s = sim.scenario
+        manifest = {"scenario": s.model_dump(mode="json"), "seed": s.seed, "rounds": s.rounds, "policies": {
+            "household": "heuristic", "firm": "heuristic", "bank": "heuristic", "network": "heuristic",
+            "regulator": "heuristic"}}
+        writer = RunWriter.create(path, manifest, overwrite=overwrite)
+        k = min(s.record.household_decisions, s.households)
+        # evenly spaced ids: no random draw, so what is recorded never changes what happens
+        sample = np.unique(np.linspace(0, s.households - 1, k).astype(np.int64)) if k else np.empty(0, np.int64)
+        return cls(writer, sample, s.record.snapshot_every, s.record.payments)
+
+    def record(self, sim: Simulation) -> dict[str, Any]:
+        w, o = sim.world, sim.outcome
+        row = round_metrics(w, o, sim.scenario, w.price_index)
+        self.writer.append("metrics", pd.DataFrame([row]))
+        if o.trades:
+            t = pd.DataFrame(o.trades)
+            t.insert(0, "round", o.round)
+            t["issuer"] = [w.layout.name_of(w.layout.firm0 + int(j)) for j in t["token"]]
+            t["price"] = t["price"] / 100
+            t["value"] = t["value"] / 100
+            self.writer.append("trades", t)
+        self.writer.append("payments", payments_frame(o.round, o.postings, w.layout, self.payments_level))
+        self.writer.append("decisions", self._decisions(sim))
+        self.rounds_written += 1
+        return row
+
+    def snapshot(self, sim: Simulation, *, final: bool) -> str | None:
+        r = sim.world.round - 1  # the round that just ended
+        if final or (r + 1) % self.snapshot_every == 0:
+            return self.writer.snapshot(r, sim.world.to_bytes())
+        return None
+
+    def _decisions(self, sim: Simulation) -> pd.DataFrame:
+        w, o = sim.world, sim.outcome
+        lay = w.layout
+        rows: list[dict[str, Any]] = []
+        base = {"policy": "heuristic", "rationale": "", "fallback_reason": "", "latency_ms": 0.0,
+                "input_tokens": 0, "output_tokens": 0, "cache_hit": False}
+        picks = {
+            "household": (self.household_sample, lambda i: lay.name_of(int(i))),
+            "firm": (range(lay.firms), lambda i: lay.name_of(lay.firm0 + i)),
+            "bank": (range(lay.banks), lambda i: lay.name_of(lay.bank0 + i)),
+            "network": (range(2), lambda i: ("card_network", "chain")[i]),
+            "regulator": (range(1), lambda i: "state"),
+        }
+        for role, (ids, name) in picks.items():
+            batch = o.decisions[role]
+            for i in ids:
+                rows.append({"round": o.round, "agent_id": name(i), "role": role, **base,
+                             "decision_json": json.dumps(batch.as_dict(int(i))), "validation": str(batch.notes[i])})
+        return pd.DataFrame(rows)
+
+    def close(self, status: str, **extra: Any) -> None:
+        self.writer.close(status, rounds_completed=self.rounds_written, **extra)

@@ -1,0 +1,311 @@
+"""Scenarios: frozen pydantic models loaded from TOML, with ``--set`` overrides.
+
+Every parameter of the economy lives here, with its unit and why it has its default; nothing is
+a constant in code. ``extra="forbid"`` everywhere, so a typo is an error naming the field rather
+than a silently ignored key. Money is given in currency units (floats) and converted to integer
+cents by the engine.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "Scenario",
+    "ScenarioError",
+    "load_scenario",
+    "bundled_scenarios",
+    "resolve_scenario_path",
+    "apply_overrides",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Production(_Model):
+    """Korinek & Suh task-based production (their baseline calibration)."""
+
+    A: float = Field(0.5, gt=0, description="total factor productivity (goods per unit input per round)")
+    sigma: float = Field(0.5, gt=0, lt=1, description="elasticity of substitution between tasks")
+
+
+class Automation(_Model):
+    """How the automatable share of tasks ``phi`` and the price of automation capital move."""
+
+    schedule: Literal["constant", "linear", "exponential"] = "constant"
+    phi0: float = Field(0.608, ge=0, le=1, description="automatable share at round 0 (K&S: 0.608)")
+    phi_end: float = Field(1.0, ge=0, le=1, description="where the ramp ends (linear) or tends (exponential)")
+    start: int = Field(0, ge=0, description="round at which the ramp begins")
+    ramp_rounds: int = Field(100, ge=1, description="linear: rounds to go from phi0 to phi_end")
+    rate: float = Field(0.05, gt=0, le=1, description="exponential: share of the remaining gap closed per round")
+    capital_price0: float | None = Field(
+        None, gt=0, description="goods per unit of automation capital at round 0; None = calibrated so "
+        "the initial capital per worker is cost-minimising"
+    )
+    capital_price_decline: float = Field(0.0, ge=0, lt=1, description="fraction the capital price falls per round")
+    depreciation: float = Field(0.01, ge=0, le=1, description="share of capital worn out per round")
+    adjustment: float = Field(0.25, gt=0, le=1, description="share of the gap to desired capital a firm closes per round")
+
+    @model_validator(mode="after")
+    def _order(self) -> Automation:
+        if self.schedule != "constant" and self.phi_end < self.phi0:
+            raise ValueError("phi_end must be >= phi0 (automation does not reverse)")
+        return self
+
+
+class Initial(_Model):
+    """The economy at round 0."""
+
+    employment_rate: float = Field(0.95, ge=0, le=1)
+    wage: float = Field(2000.0, gt=0, description="wage per worker per round, currency units")
+    household_deposits: float = Field(4000.0, ge=0, description="mean household deposit")
+    capital_per_worker: float = Field(4.6, ge=0, description="K&S K0 = 4.6 with L = 1")
+    firm_cash_rounds: float = Field(3.0, ge=0, description="firm deposits as rounds of its wage bill")
+    bank_capital: float = Field(1_000_000.0, ge=0, description="each bank's own funds")
+    owner_share: float = Field(0.1, gt=0, le=1, description="share of households that own all tokens at start")
+    ownership_pareto: float = Field(1.5, gt=0, description="Pareto tail of holdings among owners (lower = more concentrated)")
+    shares_per_issuer: int = Field(1_000_000, ge=1)
+
+
+class Household(_Model):
+    """Rule-based household: consumption, job search, saving, investing, rail choice."""
+
+    mpc_income: float = Field(0.85, ge=0, le=1, description="propensity to consume out of disposable income")
+    mpc_wealth: float = Field(0.03, ge=0, le=1, description="propensity to consume out of wealth per round")
+    mpc_income_rich: float = Field(0.4, ge=0, le=1, description="income propensity of the wealthiest households")
+    rich_wealth_multiple: float = Field(20.0, gt=1, description="wealth (x median) at which mpc_income_rich applies")
+    subsistence: float = Field(600.0, ge=0, description="spending floor per round while money lasts")
+    search_firms: int = Field(3, ge=1, le=20, description="sellers sampled per round (Z)")
+    job_applications: int = Field(4, ge=1, le=20, description="applications per unemployed household (M)")
+    reservation_decay: float = Field(0.05, ge=0, lt=1, description="reservation wage cut per round unemployed")
+    min_reservation_wage: float = Field(0.0, ge=0)
+    invest_threshold: float = Field(6.0, ge=0, description="deposits above this many rounds of spending are invested")
+    invest_share: float = Field(0.2, ge=0, le=1, description="share of the excess put into tokens per round")
+    turnover: float = Field(0.02, ge=0, le=1, description="chance a holder sells part of a position per round")
+    bid_spread: float = Field(0.02, ge=0, le=0.5, description="limit prices spread up to this far from the last price")
+
+
+class Firm(_Model):
+    """Rule-based firm (Delli Gatti et al. price/quantity rule, K&S input choice)."""
+
+    eta_price: float = Field(0.05, ge=0, le=0.5, description="max price change per round")
+    eta_wage: float = Field(0.02, ge=0, le=0.5, description="max wage-offer change per round")
+    unemployment_norm: float = Field(0.08, gt=0, le=1, description="unemployment at which wage offers fall fastest")
+    inventory_target: float = Field(0.1, ge=0, description="buffer stock as a share of expected sales")
+    max_fire_share: float = Field(0.1, ge=0, le=1, description="largest share of its workers a firm lets go per round")
+    inventory_decay: float = Field(0.05, ge=0, le=1, description="share of unsold stock lost per round")
+    payout_ratio: float = Field(0.9, ge=0, le=1, description="share of excess cash paid as dividends")
+    cash_buffer_rounds: float = Field(2.0, ge=0, description="wage bills kept in cash before paying dividends")
+    equity_issuance: bool = Field(True, description="may sell new tokens to fund investment")
+    max_issue_share: float = Field(0.02, ge=0, le=1, description="new tokens per round, share of outstanding")
+
+
+class Bank(_Model):
+    deposit_rate: float = Field(0.001, ge=0, le=0.1, description="interest per round on deposits")
+    loan_rate: float = Field(0.005, ge=0, le=0.5, description="base loan interest per round")
+    loan_spread: float = Field(0.01, ge=0, le=0.5, description="added per unit of borrower leverage")
+    capital_ratio: float = Field(0.08, gt=0, le=1, description="own funds / loans a bank must keep")
+    max_leverage: float = Field(2.0, ge=0, description="debt a firm may carry per unit of its capital value")
+    amortization: float = Field(0.02, ge=0, le=1, description="share of principal repaid per round")
+    payout_ratio: float = Field(0.5, ge=0, le=1, description="share of excess own funds paid as dividends")
+
+
+class Network(_Model):
+    """The card-network operator."""
+
+    card_fee: float = Field(0.0224, ge=0, le=0.2, description="fee it asks on card payments")
+    strategy: Literal["fixed", "max"] = Field("fixed", description="'max' asks for the regulator's cap")
+
+
+class Regulator(_Model):
+    """The state: taxes, UBI, fee caps, and spending of its surplus."""
+
+    income_tax: float = Field(0.2, ge=0, le=1, description="withheld at source on wages, dividends, interest")
+    robot_tax: float = Field(0.0, ge=0, le=1, description="per round, share of automation capital value")
+    ubi: float = Field(0.0, ge=0, description="per household per round, currency units")
+    ubi_start: int = Field(0, ge=0, description="first round that pays UBI")
+    ubi_financing: Literal["tax", "money"] = "tax"
+    card_fee_cap: float = Field(1.0, ge=0, le=1, description="largest card fee allowed")
+    spending_share: float = Field(1.0, ge=0, le=1, description="share of its surplus the state spends on goods per round")
+
+
+class Roles(_Model):
+    household: Household = Household()
+    firm: Firm = Firm()
+    bank: Bank = Bank()
+    network: Network = Network()
+    regulator: Regulator = Regulator()
+
+
+class Rails(_Model):
+    """Payment rails for household purchases (firms and the state pay by bank transfer)."""
+
+    chain_fee: float = Field(0.001, ge=0, le=0.2)
+    bank_transfer_fee: float = Field(0.0, ge=0, le=0.2)
+    card_adoption: float = Field(0.7, ge=0, le=1, description="share of households paying by card at start")
+    chain_adoption: float = Field(0.0, ge=0, le=1, description="share paying on chain at start (rest: bank transfer)")
+    chain_enabled: bool = True
+    switch_rate: float = Field(0.0, ge=0, le=1, description="chance per round a household moves to the cheapest rail")
+
+    @model_validator(mode="after")
+    def _shares(self) -> Rails:
+        if self.card_adoption + self.chain_adoption > 1.0 + 1e-9:
+            raise ValueError("card_adoption + chain_adoption must be <= 1")
+        return self
+
+
+class Record(_Model):
+    snapshot_every: int = Field(1, ge=1, description="world snapshot every N rounds (always the last)")
+    household_decisions: int = Field(50, ge=0, description="households whose decisions are recorded each round")
+    payments: Literal["agent", "role"] = Field(
+        "agent", description="aggregate payments per payer->payee agent edge, or per role->role"
+    )
+
+
+class Scenario(_Model):
+    """One research question: the economy, its policies, and how long to run it."""
+
+    name: str = "unnamed"
+    question: str = ""
+    households: int = Field(1000, ge=1)
+    firms: int = Field(20, ge=1)
+    banks: int = Field(2, ge=1)
+    rounds: int = Field(120, ge=1)
+    seed: int = Field(0, ge=0)
+    production: Production = Production()
+    automation: Automation = Automation()
+    initial: Initial = Initial()
+    roles: Roles = Roles()
+    rails: Rails = Rails()
+    record: Record = Record()
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; the message names file, field, line and what was expected."""
+
+
+def bundled_dir() -> Path:
+    return Path(str(resources.files("tokenomy.scenarios")))
+
+
+def bundled_scenarios() -> dict[str, Path]:
+    """Bundled scenario names and paths."""
+    return {p.stem: p for p in sorted(bundled_dir().glob("*.toml"))}
+
+
+def resolve_scenario_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in str(name_or_path):
+        if not p.is_file():
+            raise ScenarioError(f"{p}: no such scenario file")
+        return p
+    found = bundled_scenarios().get(str(name_or_path))
+    if found is None:
+        names = ", ".join(bundled_scenarios()) or "none"
+        raise ScenarioError(f"{name_or_path}: not a file and not a bundled scenario (bundled: {names})")
+    return found
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line of a dotted field in TOML text (tomllib keeps no positions)."""
+    if not loc:
+        return None
+    keys = [str(k) for k in loc if not isinstance(k, int)]
+    table, leaf = keys[:-1], keys[-1]
+    current: list[str] = []
+    for i, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("[") and not line.startswith("[["):
+            current = [s.strip().strip('"') for s in line.strip("[]").split(".")]
+            if current == keys:
+                return i
+            continue
+        if "=" in line and not line.startswith("#"):
+            key = line.split("=", 1)[0].strip().strip('"')
+            parts = current + [s.strip().strip('"') for s in key.split(".")]
+            if parts == table + [leaf]:
+                return i
+    return None
+
+
+def _describe(err: ValidationError, source: str, text: str | None) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        field = ".".join(str(x) for x in loc) or "(top level)"
+        where = source
+        line = _line_of(text, loc) if text else None
+        if line:
+            where = f"{source}:{line}"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling and section)"
+        given = e.get("input")
+        given_s = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"{where}: field '{field}': {msg}{given_s}")
+    return "\n".join(lines)
+
+
+def _parse_value(raw: str) -> Any:
+    """A --set value is parsed as a TOML value; bare words fall back to strings."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides to raw scenario data (a copy is returned)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ScenarioError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set households=10000")
+        key, raw = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ScenarioError(f"--set {item!r}: empty field name")
+        node = out
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ScenarioError(f"--set {item!r}: '{p}' is a value, not a section")
+            node = nxt
+        node[parts[-1]] = _parse_value(raw.strip())
+    return out
+
+
+def load_scenario(
+    name_or_path: str | Path, overrides: list[str] | None = None, **fields: Any
+) -> Scenario:
+    """Load a bundled scenario by name, or a TOML file by path, then apply ``--set`` overrides.
+
+    Raises:
+        ScenarioError: naming the file, field, line and what was expected.
+    """
+    path = resolve_scenario_path(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: invalid TOML: {exc}") from None
+    data = apply_overrides(data, overrides or [])
+    for k, v in fields.items():
+        if v is not None:
+            data[k] = v
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        source = str(path) if not overrides else f"{path} (with --set {' '.join(overrides)})"
+        raise ScenarioError(_describe(exc, source, text)) from None
