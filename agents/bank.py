@@ -17,13 +17,13 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
-
 from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
 from tokenomy.market.clearing import pro_rata
+
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
 
-__all__ = ["BankObservation", "BankDecision", "BankBatch", "Banks", "grant_loans"]
+__all__ = ["BankBatch", "BankDecision", "BankObservation", "Banks", "grant_loans"]
 
 
 class BankObservation(BaseModel):

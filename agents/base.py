@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
 
-__all__ = ["MarketView", "DecisionModel", "Batch", "Role", "note"]
+__all__ = ["Batch", "DecisionModel", "MarketView", "Role", "note"]
 
 
 class DecisionModel(BaseModel):

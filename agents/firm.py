@@ -3,15 +3,18 @@ borrow, pay dividends and sometimes issue new tokens.
 
 Rule-based policy, vectorised over firms:
 
-* **Price or quantity** (Delli Gatti et al. 2011): a firm that sold out raises its price if it is
-  below the market mean, else plans to produce more; one with unsold stock cuts its price if above
-  the mean (never below unit cost), else plans less.
+* **Price or quantity** (Delli Gatti et al. 2011; Assenza et al. 2015): a firm that sold out
+  raises its price if it is below the market mean or could not fill its vacancies (it is
+  capacity-bound), else plans to sell more (by the unmet demand,
+  at most a random ``eta_output`` share of sales); one with unsold stock cuts its price if above
+  the mean, else plans to sell less by a random ``eta_output`` share. A price never sits below
+  marginal cost at the cheaper margin (labour or capital).
 * **Inputs** (Korinek & Suh): capital per worker is the cost-minimising ratio at the firm's wage
   and the user cost of capital ``capital_price * price_index * (depreciation + loan_rate)``. The
   firm closes ``automation.adjustment`` of the gap to the desired capital stock each round by buying
   goods as capital; with the capital it has, it hires the least labour that meets planned output.
-* **Wages** rise when vacancies went unfilled and fall as unemployment rises (so the Phillips
-  curve slopes the right way). Prices, floored at unit cost, keep them paid for.
+* **Wages** rise when vacancies went unfilled and fall otherwise; unemployment (relative to
+  ``unemployment_norm``) damps the rises and deepens the cuts, so the Phillips curve slopes down.
 * **Cash**: dividends are ``payout_ratio`` of cash beyond this round's needs and a buffer of
   ``cash_buffer_rounds`` wage bills; a shortfall is asked of the bank, and if equity issuance is
   on, also offered as new tokens.
@@ -25,13 +28,13 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
-
 from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
 from tokenomy.market import production
+
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
 
-__all__ = ["FirmObservation", "FirmDecision", "FirmBatch", "Firms", "capital_user_cost"]
+__all__ = ["FirmBatch", "FirmDecision", "FirmObservation", "Firms", "capital_user_cost"]
 
 
 class FirmObservation(BaseModel):
@@ -127,14 +130,25 @@ class Firms:
         # -- price or quantity ------------------------------------------------------------------
         u = rng.random(m) * p.eta_price
         sold_out = world.f_unmet > 1e-9
-        raise_p = sold_out & (price < view.mean_price)
+        # capacity-bound (sold out and short of workers): only the price can clear the market
+        raise_p = sold_out & ((price < view.mean_price) | (world.f_unfilled > 0))
         expand = sold_out & ~raise_p
         cut_p = ~sold_out & (world.f_inventory > 1e-9) & (price > view.mean_price)
         c_k = capital_user_cost(world, scenario)
-        unit_cost = np.where(world.f_output > 0, (wage * L + c_k * K) / np.maximum(world.f_output, 1e-9), 0.0)
+        # marginal cost at the cheaper margin (more labour or more capital): bounded even when
+        # output is near zero, where average cost explodes, and near phi = 1, where the last
+        # labour-only tasks make w/MPL explode
+        mpk, mpl = production.marginal_products(K, np.maximum(L, 1.0), world.phi, prod.A, prod.sigma)
+        unit_cost = np.minimum(wage / np.maximum(mpl, 1e-12), c_k / np.maximum(mpk, 1e-12))
         price = np.where(raise_p, price * (1 + u), price)
-        price = np.where(cut_p, np.maximum(price * (1 - u), unit_cost), price)
-        expected = world.f_sales + np.where(expand, world.f_unmet, 0.0)
+        price = np.where(cut_p, price * (1 - u), price)
+        price = np.maximum(price, unit_cost)  # rising costs pass into prices
+        # quantity moves by a bounded random step (Assenza et al. 2015): adding the whole unmet
+        # demand lets large buyers' leftover budgets feed back into capacity and explode
+        uq = rng.random(m) * p.eta_output
+        shrink = ~sold_out & (world.f_inventory > 1e-9) & ~cut_p
+        step = np.where(expand, np.minimum(world.f_unmet, uq * world.f_sales), 0.0)
+        expected = np.where(shrink, world.f_sales * (1 - uq), world.f_sales + step)
         planned = np.maximum(expected * (1 + p.inventory_target) - world.f_inventory, 0.0)
 
         # -- inputs -----------------------------------------------------------------------------
@@ -156,8 +170,9 @@ class Firms:
 
         # -- wages ------------------------------------------------------------------------------
         uw = rng.random(m) * p.eta_wage
-        down = min(1.0, view.unemployment / p.unemployment_norm)
-        wage = np.where(world.f_unfilled > 0, wage * (1 + uw), wage * (1 - uw * down))
+        # up with unfilled vacancies, down otherwise; slack makes cuts deeper and raises shallower
+        slack = min(1.0, view.unemployment / p.unemployment_norm)
+        wage = np.where(world.f_unfilled > 0, wage * (1 + uw * (1 - slack)), wage * (1 - uw * (0.5 + 0.5 * slack)))
 
         # -- cash -------------------------------------------------------------------------------
         bal = world.firm_balance().astype(np.float64)

@@ -12,13 +12,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
-    "match_labour",
-    "Purchases",
-    "goods_market",
     "AuctionResult",
+    "Purchases",
     "call_auction",
-    "pro_rata",
+    "goods_market",
+    "match_labour",
     "pair_fills",
+    "pro_rata",
 ]
 
 

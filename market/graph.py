@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from tokenomy.world import World
 
-__all__ = ["MarketGraph", "EDGE_KINDS"]
+__all__ = ["EDGE_KINDS", "MarketGraph"]
 
 EDGE_KINDS = ("employment", "holding", "loan", "deposit", "delegation", "payment")
 

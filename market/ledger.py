@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Ledger", "LedgerError", "InsufficientFunds", "ConservationError", "Posting"]
+__all__ = ["ConservationError", "InsufficientFunds", "Ledger", "LedgerError", "Posting"]
 
 
 class LedgerError(RuntimeError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["output", "marginal_products", "cost_minimising_ratio", "output_per_worker", "labour_required"]
+__all__ = ["cost_minimising_ratio", "labour_required", "marginal_products", "output", "output_per_worker"]
 
 _EPS = 1e-12
 

@@ -13,10 +13,9 @@ from enum import IntEnum
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-
 from tokenomy.market.ledger import Ledger
 
-__all__ = ["Rail", "RAIL_NAMES", "fees", "net_of_fee", "pay"]
+__all__ = ["RAIL_NAMES", "Rail", "fees", "net_of_fee", "pay"]
 
 
 class Rail(IntEnum):

@@ -19,7 +19,7 @@ from tokenomy.market.rails import Rail
 from tokenomy.scenario import Scenario
 from tokenomy.world import Layout, World
 
-__all__ = ["build_world", "phi_at", "calibrated_capital_price"]
+__all__ = ["build_world", "calibrated_capital_price", "phi_at"]
 
 
 def phi_at(scenario: Scenario, round_no: int) -> float:

@@ -1,8 +1,10 @@
 """Named metrics: pure functions of the world and of what a round did.
 
-GDP is measured by production (value of output at each firm's price): with one good and no
-intermediate inputs this equals consumption + investment + government + inventory change, and it
-keeps the labour share meaningful in rounds when sales and production part ways.
+GDP is measured by production: units produced times the round's transaction price index. With one
+good and no intermediate inputs this is consumption + investment + government + inventory change
+at market prices; valuing unsold output at the price goods actually traded at (not at each firm's
+posted price) keeps one firm's stray price from moving GDP, and keeps the labour share meaningful
+in rounds when sales and production part ways.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from tokenomy.simulation import RoundOutcome
     from tokenomy.world import World
 
-__all__ = ["gini", "top_share", "round_metrics", "METRIC_COLUMNS"]
+__all__ = ["METRIC_COLUMNS", "gini", "round_metrics", "top_share"]
 
 METRIC_COLUMNS = (
     "round", "gdp", "potential_output", "consumption", "investment", "government", "wage_mean",
@@ -58,9 +60,9 @@ def round_metrics(world: World, outcome: RoundOutcome, scenario: Scenario, prev_
     assert o.dividends is not None and o.interest is not None and o.ubi is not None
     hh = p.buyer < n
     firm_buyer = (p.buyer >= n) & (p.buyer < n + w.n_firms)
-    gdp_c = float((o.output * w.f_price).sum())
     sold_q = float(p.quantity.sum())
     price_index = float(p.amount.sum() / sold_q) if sold_q > 0 else prev_price_index
+    gdp_c = float(o.output.sum()) * price_index
     potential = float(production.output(w.f_capital.sum(), n, w.phi, scenario.production.A, scenario.production.sigma))
     wage_bill = float(o.wages.sum())
     employed = w.h_employer >= 0

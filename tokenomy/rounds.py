@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tokenomy.recording import Recorder
     from tokenomy.simulation import Simulation
 
-__all__ = ["RoundState", "RoundContext", "build_round_graph", "run_rounds", "PHASES"]
+__all__ = ["PHASES", "RoundContext", "RoundState", "build_round_graph", "run_rounds"]
 
 
 class RoundState(TypedDict):

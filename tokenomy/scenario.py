@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 __all__ = [
     "Scenario",
     "ScenarioError",
-    "load_scenario",
-    "bundled_scenarios",
-    "resolve_scenario_path",
     "apply_overrides",
+    "bundled_scenarios",
+    "load_scenario",
+    "resolve_scenario_path",
 ]
 
 
@@ -78,7 +78,7 @@ class Household(_Model):
     """Rule-based household: consumption, job search, saving, investing, rail choice."""
 
     mpc_income: float = Field(0.85, ge=0, le=1, description="propensity to consume out of disposable income")
-    mpc_wealth: float = Field(0.03, ge=0, le=1, description="propensity to consume out of wealth per round")
+    mpc_wealth: float = Field(0.01, ge=0, le=1, description="propensity to consume out of wealth per round")
     mpc_income_rich: float = Field(0.4, ge=0, le=1, description="income propensity of the wealthiest households")
     rich_wealth_multiple: float = Field(20.0, gt=1, description="wealth (x median) at which mpc_income_rich applies")
     subsistence: float = Field(600.0, ge=0, description="spending floor per round while money lasts")
@@ -96,6 +96,7 @@ class Firm(_Model):
     """Rule-based firm (Delli Gatti et al. price/quantity rule, K&S input choice)."""
 
     eta_price: float = Field(0.05, ge=0, le=0.5, description="max price change per round")
+    eta_output: float = Field(0.1, ge=0, le=1, description="max planned-output change per round")
     eta_wage: float = Field(0.02, ge=0, le=0.5, description="max wage-offer change per round")
     unemployment_norm: float = Field(0.08, gt=0, le=1, description="unemployment at which wage offers fall fastest")
     inventory_target: float = Field(0.1, ge=0, description="buffer stock as a share of expected sales")

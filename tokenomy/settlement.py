@@ -16,7 +16,7 @@ from tokenomy.market.ledger import Ledger
 from tokenomy.market.rails import Rail
 from tokenomy.world import World
 
-__all__ = ["pay_withholding", "pay_dividends", "pay_deposit_interest", "service_debt", "pay_ubi"]
+__all__ = ["pay_deposit_interest", "pay_dividends", "pay_ubi", "pay_withholding", "service_debt"]
 
 
 def pay_withholding(

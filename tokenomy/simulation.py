@@ -35,7 +35,7 @@ from tokenomy.scenario import Scenario
 from tokenomy.settlement import pay_deposit_interest, pay_dividends, pay_goods, pay_ubi, pay_withholding, service_debt
 from tokenomy.world import World
 
-__all__ = ["Simulation", "RoundOutcome"]
+__all__ = ["RoundOutcome", "Simulation"]
 
 
 @dataclass
@@ -129,7 +129,6 @@ class Simulation:
         # production
         L = w.workers().astype(np.float64)
         o.output = np.asarray(production.output(w.f_capital, L, w.phi, s.production.A, s.production.sigma), dtype=np.float64)
-        o.output = np.where(L > 0, o.output, 0.0)
         w.f_inventory = w.f_inventory + o.output
 
         # goods: households consume, firms invest, the state spends

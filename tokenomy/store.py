@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["RunWriter", "Run", "open_run", "write_atomic", "RunDirError"]
+__all__ = ["Run", "RunDirError", "RunWriter", "open_run", "write_atomic"]
 
 TABLES = ("metrics", "trades", "payments", "decisions")
 _PACKAGES = ("tokenomy", "numpy", "pandas", "pyarrow", "pydantic", "networkx", "langgraph", "langchain-openai")

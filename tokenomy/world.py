@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from tokenomy.market.ledger import Ledger
 
-__all__ = ["Layout", "World", "ROLES"]
+__all__ = ["ROLES", "Layout", "World"]
 
 ROLES = ("household", "firm", "bank", "network", "regulator")
 _MAGIC = b"TKNWORLD1"
