@@ -180,12 +180,16 @@ class Firms:
         fixed = debt_service(world, scenario) + robot_tax_due(world, scenario)
         need = wage_bill + fixed + invest_budget
         loan_req = np.maximum(need - bal, 0.0).astype(np.int64)
-        dividend = np.floor(p.payout_ratio * np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)).astype(np.int64)
+        dividend = np.floor(p.payout_ratio * np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)).astype(
+            np.int64
+        )
         issue = np.zeros(m, dtype=np.int64)
         if p.equity_issuance:
             tp = world.t_price[:m]
             cap = np.floor(p.max_issue_share * world.t_outstanding[:m])
-            issue = np.where(loan_req > 0, np.minimum(np.ceil(loan_req / np.maximum(tp, 1e-9)), cap), 0).astype(np.int64)
+            issue = np.where(loan_req > 0, np.minimum(np.ceil(loan_req / np.maximum(tp, 1e-9)), cap), 0).astype(
+                np.int64
+            )
         return FirmBatch(price, wage, target, invest_budget, dividend, loan_req, issue, np.full(m, "", dtype=object))
 
     def validate(self, world: World, batch: FirmBatch, scenario: Scenario) -> FirmBatch:
@@ -202,8 +206,14 @@ class Firms:
         issue = np.clip(batch.issue_shares, 0, cap) if scenario.roles.firm.equity_issuance else np.zeros_like(cap)
         note(notes, batch.issue_shares > issue, "share issue clipped to the allowed maximum")
         return FirmBatch(
-            price, wage, target, np.maximum(batch.investment_budget, 0), np.maximum(batch.dividend, 0),
-            np.maximum(batch.loan_request, 0), issue, notes,
+            price,
+            wage,
+            target,
+            np.maximum(batch.investment_budget, 0),
+            np.maximum(batch.dividend, 0),
+            np.maximum(batch.loan_request, 0),
+            issue,
+            notes,
         )
 
 

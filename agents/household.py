@@ -62,7 +62,13 @@ class HouseholdDecision(DecisionModel):
 
 @dataclass
 class HouseholdBatch(Batch):
-    money: ClassVar[tuple[str, ...]] = ("consumption_budget", "reservation_wage", "token_buy_budget", "token_buy_limit", "token_sell_limit")
+    money: ClassVar[tuple[str, ...]] = (
+        "consumption_budget",
+        "reservation_wage",
+        "token_buy_budget",
+        "token_buy_limit",
+        "token_sell_limit",
+    )
     model: ClassVar[type[DecisionModel]] = HouseholdDecision
     consumption_budget: NDArray[np.int64]  # cents
     reservation_wage: NDArray[np.float64]  # cents
@@ -131,7 +137,9 @@ class Households:
         buyers = (excess > 0) & (n_tok > 0)
         buy_budget = np.where(buyers, p.invest_share * np.maximum(excess, 0), 0).astype(np.int64)
         buy_tok = np.where(buyers, rng.integers(0, max(n_tok, 1), size=n), -1)
-        buy_limit = world.t_price[np.maximum(buy_tok, 0)] * (1.0 + rng.random(n) * p.bid_spread) if n_tok else np.zeros(n)
+        buy_limit = (
+            world.t_price[np.maximum(buy_tok, 0)] * (1.0 + rng.random(n) * p.bid_spread) if n_tok else np.zeros(n)
+        )
 
         holds = world.holdings.sum(axis=1) > 0 if n_tok else np.zeros(n, bool)
         short = np.maximum(want - bal, 0.0)
@@ -159,7 +167,15 @@ class Households:
             movers = (rail != Rail.BANK_TRANSFER) & (rng.random(n) < scenario.rails.switch_rate)
             rail[movers] = pos
         return HouseholdBatch(
-            budget, res, buy_budget, buy_tok, buy_limit, sell_tok, sell_qty, sell_limit, rail,
+            budget,
+            res,
+            buy_budget,
+            buy_tok,
+            buy_limit,
+            sell_tok,
+            sell_qty,
+            sell_limit,
+            rail,
             np.full(n, "", dtype=object),
         )
 
@@ -192,13 +208,25 @@ class Households:
 
         sell_tok = batch.token_sell
         ok_tok = (sell_tok >= 0) & (sell_tok < n_tok)
-        held = np.where(ok_tok, world.holdings[np.arange(bal.size), np.clip(sell_tok, 0, max(n_tok - 1, 0))], 0) if n_tok else np.zeros(bal.size, np.int64)
+        held = (
+            np.where(ok_tok, world.holdings[np.arange(bal.size), np.clip(sell_tok, 0, max(n_tok - 1, 0))], 0)
+            if n_tok
+            else np.zeros(bal.size, np.int64)
+        )
         qty = np.maximum(batch.token_sell_shares, 0)
         note(notes, qty > held, "sell order clipped to holdings")
         qty = np.minimum(qty, held)
         sell_limit = np.where(np.isfinite(batch.token_sell_limit), np.maximum(batch.token_sell_limit, 0.0), 0.0)
         res = np.where(np.isfinite(batch.reservation_wage), np.maximum(batch.reservation_wage, 0.0), 0.0)
         return HouseholdBatch(
-            cons.astype(np.int64), res, buy.astype(np.int64), np.where(buy > 0, batch.token_buy, -1), limit,
-            np.where(qty > 0, sell_tok, -1), qty.astype(np.int64), sell_limit, rail, notes,
+            cons.astype(np.int64),
+            res,
+            buy.astype(np.int64),
+            np.where(buy > 0, batch.token_buy, -1),
+            limit,
+            np.where(qty > 0, sell_tok, -1),
+            qty.astype(np.int64),
+            sell_limit,
+            rail,
+            notes,
         )

@@ -74,13 +74,17 @@ class Regulator:
 
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> RegulatorBatch:
         p = scenario.roles.regulator
-        ubi = int(round(p.ubi * 100)) if view.round >= p.ubi_start else 0
+        ubi = round(p.ubi * 100) if view.round >= p.ubi_start else 0
         bal = int(world.ledger.balance[world.layout.state])
         reserve = 0 if world.ubi_money_financed else ubi * world.n_households
         spend = int(p.spending_share * max(bal - reserve, 0))
         return RegulatorBatch(
-            np.array([p.income_tax]), np.array([p.robot_tax]), np.array([ubi]), np.array([p.card_fee_cap]),
-            np.array([spend]), np.array([""], dtype=object),
+            np.array([p.income_tax]),
+            np.array([p.robot_tax]),
+            np.array([ubi]),
+            np.array([p.card_fee_cap]),
+            np.array([spend]),
+            np.array([""], dtype=object),
         )
 
     def validate(self, world: World, batch: RegulatorBatch, scenario: Scenario) -> RegulatorBatch:

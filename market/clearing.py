@@ -159,7 +159,9 @@ def call_auction(
     )
 
 
-def _fill_side(px: NDArray[np.float64], qty: NDArray[np.int64], volume: int, price: float, *, buy: bool) -> NDArray[np.int64]:
+def _fill_side(
+    px: NDArray[np.float64], qty: NDArray[np.int64], volume: int, price: float, *, buy: bool
+) -> NDArray[np.int64]:
     eligible = px >= price if buy else px <= price
     strict = px > price if buy else px < price
     fill = np.zeros(qty.size, dtype=np.int64)

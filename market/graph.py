@@ -57,23 +57,43 @@ class MarketGraph:
             g.add_node(name(acct), role=role, balance=float(world.ledger.balance[acct]) / 100)
         tokens = [f"token:{name(int(a))}" for a in lay.issuer_accounts()]
         for j, t in enumerate(tokens):
-            g.add_node(t, kind="equity_token", issuer=name(lay.firm0 + j), price=float(world.t_price[j]) / 100,
-                       outstanding=int(world.t_outstanding[j]))
+            g.add_node(
+                t,
+                kind="equity_token",
+                issuer=name(lay.firm0 + j),
+                price=float(world.t_price[j]) / 100,
+                outstanding=int(world.t_outstanding[j]),
+            )
         emp = np.flatnonzero(world.h_employer >= 0)
         g.add_edges_from(
-            (name(int(h)), name(lay.firm0 + int(world.h_employer[h])),
-             {"kind": "employment", "wage": float(world.f_wage[world.h_employer[h]]) / 100})
+            (
+                name(int(h)),
+                name(lay.firm0 + int(world.h_employer[h])),
+                {"kind": "employment", "wage": float(world.f_wage[world.h_employer[h]]) / 100},
+            )
             for h in emp
         )
         rows, cols = np.nonzero(world.holdings)
         g.add_edges_from(
-            (name(int(h)), tokens[int(j)],
-             {"kind": "holding", "quantity": int(world.holdings[h, j]), "value": float(world.holdings[h, j] * world.t_price[j]) / 100})
+            (
+                name(int(h)),
+                tokens[int(j)],
+                {
+                    "kind": "holding",
+                    "quantity": int(world.holdings[h, j]),
+                    "value": float(world.holdings[h, j] * world.t_price[j]) / 100,
+                },
+            )
             for h, j in zip(rows, cols, strict=True)
         )
         for f in np.flatnonzero(world.f_loan > 0):
-            g.add_edge(name(lay.bank0 + int(world.f_loan_bank[f])), name(lay.firm0 + int(f)), kind="loan",
-                       principal=float(world.f_loan[f]) / 100, rate=float(world.f_loan_rate[f]))
+            g.add_edge(
+                name(lay.bank0 + int(world.f_loan_bank[f])),
+                name(lay.firm0 + int(f)),
+                kind="loan",
+                principal=float(world.f_loan[f]) / 100,
+                rate=float(world.f_loan_rate[f]),
+            )
         bal = world.household_balance()
         g.add_edges_from(
             (name(h), name(lay.bank0 + int(world.h_bank[h])), {"kind": "deposit", "amount": float(bal[h]) / 100})
@@ -81,6 +101,13 @@ class MarketGraph:
         )
         if payments is not None and not payments.empty and (payments["payer_id"] >= 0).any():
             for r in payments.itertuples(index=False):
-                g.add_edge(name(int(r.payer_id)), name(int(r.payee_id)), kind="payment", flow=r.kind, rail=r.rail,
-                           amount=float(r.amount), fee=float(r.fee_cents) / 100)
+                g.add_edge(
+                    name(int(r.payer_id)),
+                    name(int(r.payee_id)),
+                    kind="payment",
+                    flow=r.kind,
+                    rail=r.rail,
+                    amount=float(r.amount),
+                    fee=float(r.fee_cents) / 100,
+                )
         return cls(g)

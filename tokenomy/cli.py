@@ -46,11 +46,19 @@ def _fail(message: str) -> None:
 
 @app.command()
 def run(
-    scenario: Annotated[str, typer.Argument(help="bundled scenario name (see `tokenomy scenarios`) or path to a TOML file")],
-    rounds: Annotated[int | None, typer.Option("--rounds", "-n", min=1, help="rounds to run (default: the scenario's)")] = None,
+    scenario: Annotated[
+        str, typer.Argument(help="bundled scenario name (see `tokenomy scenarios`) or path to a TOML file")
+    ],
+    rounds: Annotated[
+        int | None, typer.Option("--rounds", "-n", min=1, help="rounds to run (default: the scenario's)")
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="random seed (default: the scenario's)")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory (default: runs/<scenario>-<time>)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="override a field: --set households=10000")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="run directory (default: runs/<scenario>-<time>)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="override a field: --set households=10000")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="reuse a non-empty --out directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -68,8 +76,15 @@ def run(
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rounds"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=quiet, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rounds"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
     ) as bar:
         task = bar.add_task(sc.name, total=sc.rounds)
 
@@ -102,8 +117,8 @@ def _summary(name: str, rows: list[dict[str, Any]], elapsed: float, households: 
         t.add_row(label, fmt.format(a), fmt.format(b))
     console.print(t)
     console.print(
-        f"{len(rows)} rounds in {elapsed:.1f} s ({households * len(rows) / max(elapsed, 1e-9):,.0f} household-rounds/s);"
-        " money conserved every round"
+        f"{len(rows)} rounds in {elapsed:.1f} s "
+        f"({households * len(rows) / max(elapsed, 1e-9):,.0f} household-rounds/s); money conserved every round"
     )
 
 

@@ -55,7 +55,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
 
     # employment: a random share of households, spread evenly across firms
     employer = np.full(n, -1, dtype=np.int64)
-    hired = rng.permutation(n)[: int(round(ini.employment_rate * n))]
+    hired = rng.permutation(n)[: round(ini.employment_rate * n)]
     employer[hired] = np.arange(hired.size) % m
     L = np.bincount(employer[employer >= 0], minlength=m).astype(np.float64)
     K = k0 * np.maximum(L, 1.0)
@@ -76,7 +76,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
     # tokens, held by a few
     T = layout.n_tokens
     outstanding = np.full(T, ini.shares_per_issuer, dtype=np.int64)
-    owners = rng.permutation(n)[: max(1, int(round(ini.owner_share * n)))]
+    owners = rng.permutation(n)[: max(1, round(ini.owner_share * n))]
     weight = rng.pareto(ini.ownership_pareto, owners.size) + 1.0
     holdings = np.zeros((n, T), dtype=np.int64)
     for j in range(T):
@@ -128,7 +128,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         chain_enabled=chain_ok,
         income_tax=tax,
         robot_tax=reg.robot_tax,
-        ubi_cents=int(round(reg.ubi * 100)) if reg.ubi_start == 0 else 0,
+        ubi_cents=round(reg.ubi * 100) if reg.ubi_start == 0 else 0,
         ubi_money_financed=reg.ubi_financing == "money",
         card_fee_cap=reg.card_fee_cap,
         phi=phi0,

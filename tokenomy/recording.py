@@ -34,9 +34,18 @@ class Recorder:
     @classmethod
     def open(cls, sim: Simulation, path: Path, *, overwrite: bool = False) -> Recorder:
         s = sim.scenario
-        manifest = {"scenario": s.model_dump(mode="json"), "seed": s.seed, "rounds": s.rounds, "policies": {
-            "household": "heuristic", "firm": "heuristic", "bank": "heuristic", "network": "heuristic",
-            "regulator": "heuristic"}}
+        manifest = {
+            "scenario": s.model_dump(mode="json"),
+            "seed": s.seed,
+            "rounds": s.rounds,
+            "policies": {
+                "household": "heuristic",
+                "firm": "heuristic",
+                "bank": "heuristic",
+                "network": "heuristic",
+                "regulator": "heuristic",
+            },
+        }
         writer = RunWriter.create(path, manifest, overwrite=overwrite)
         k = min(s.record.household_decisions, s.households)
         # evenly spaced ids: no random draw, so what is recorded never changes what happens
@@ -69,8 +78,15 @@ class Recorder:
         w, o = sim.world, sim.outcome
         lay = w.layout
         rows: list[dict[str, Any]] = []
-        base = {"policy": "heuristic", "rationale": "", "fallback_reason": "", "latency_ms": 0.0,
-                "input_tokens": 0, "output_tokens": 0, "cache_hit": False}
+        base = {
+            "policy": "heuristic",
+            "rationale": "",
+            "fallback_reason": "",
+            "latency_ms": 0.0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_hit": False,
+        }
         picks = {
             "household": (self.household_sample, lambda i: lay.name_of(int(i))),
             "firm": (range(lay.firms), lambda i: lay.name_of(lay.firm0 + i)),
@@ -81,8 +97,16 @@ class Recorder:
         for role, (ids, name) in picks.items():
             batch = o.decisions[role]
             for i in ids:
-                rows.append({"round": o.round, "agent_id": name(i), "role": role, **base,
-                             "decision_json": json.dumps(batch.as_dict(int(i))), "validation": str(batch.notes[i])})
+                rows.append(
+                    {
+                        "round": o.round,
+                        "agent_id": name(i),
+                        "role": role,
+                        **base,
+                        "decision_json": json.dumps(batch.as_dict(int(i))),
+                        "validation": str(batch.notes[i]),
+                    }
+                )
         return pd.DataFrame(rows)
 
     def close(self, status: str, **extra: Any) -> None:

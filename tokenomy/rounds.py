@@ -12,6 +12,7 @@ LangGraph does not checkpoint. All per-agent work happens inside the ``decide`` 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -87,7 +88,7 @@ def build_round_graph(checkpointer: Any = None) -> Any:
     for fn in PHASES:
         g.add_node(fn.__name__, fn)
     g.add_edge(START, "observe")
-    for a, b in zip(PHASES, PHASES[1:], strict=False):
+    for a, b in itertools.pairwise(PHASES):
         g.add_edge(a.__name__, b.__name__)
     g.add_conditional_edges("record", _next)
     return g.compile(checkpointer=checkpointer)

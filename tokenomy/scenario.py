@@ -46,12 +46,16 @@ class Automation(_Model):
     ramp_rounds: int = Field(100, ge=1, description="linear: rounds to go from phi0 to phi_end")
     rate: float = Field(0.05, gt=0, le=1, description="exponential: share of the remaining gap closed per round")
     capital_price0: float | None = Field(
-        None, gt=0, description="goods per unit of automation capital at round 0; None = calibrated so "
-        "the initial capital per worker is cost-minimising"
+        None,
+        gt=0,
+        description="goods per unit of automation capital at round 0; None = calibrated so "
+        "the initial capital per worker is cost-minimising",
     )
     capital_price_decline: float = Field(0.0, ge=0, lt=1, description="fraction the capital price falls per round")
     depreciation: float = Field(0.01, ge=0, le=1, description="share of capital worn out per round")
-    adjustment: float = Field(0.25, gt=0, le=1, description="share of the gap to desired capital a firm closes per round")
+    adjustment: float = Field(
+        0.25, gt=0, le=1, description="share of the gap to desired capital a firm closes per round"
+    )
 
     @model_validator(mode="after")
     def _order(self) -> Automation:
@@ -70,7 +74,9 @@ class Initial(_Model):
     firm_cash_rounds: float = Field(3.0, ge=0, description="firm deposits as rounds of its wage bill")
     bank_capital: float = Field(1_000_000.0, ge=0, description="each bank's own funds")
     owner_share: float = Field(0.1, gt=0, le=1, description="share of households that own all tokens at start")
-    ownership_pareto: float = Field(1.5, gt=0, description="Pareto tail of holdings among owners (lower = more concentrated)")
+    ownership_pareto: float = Field(
+        1.5, gt=0, description="Pareto tail of holdings among owners (lower = more concentrated)"
+    )
     shares_per_issuer: int = Field(1_000_000, ge=1)
 
 
@@ -134,7 +140,9 @@ class Regulator(_Model):
     ubi_start: int = Field(0, ge=0, description="first round that pays UBI")
     ubi_financing: Literal["tax", "money"] = "tax"
     card_fee_cap: float = Field(1.0, ge=0, le=1, description="largest card fee allowed")
-    spending_share: float = Field(1.0, ge=0, le=1, description="share of its surplus the state spends on goods per round")
+    spending_share: float = Field(
+        1.0, ge=0, le=1, description="share of its surplus the state spends on goods per round"
+    )
 
 
 class Roles(_Model):
@@ -231,7 +239,7 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
         if "=" in line and not line.startswith("#"):
             key = line.split("=", 1)[0].strip().strip('"')
             parts = current + [s.strip().strip('"') for s in key.split(".")]
-            if parts == table + [leaf]:
+            if parts == [*table, leaf]:
                 return i
     return None
 
@@ -284,9 +292,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def load_scenario(
-    name_or_path: str | Path, overrides: list[str] | None = None, **fields: Any
-) -> Scenario:
+def load_scenario(name_or_path: str | Path, overrides: list[str] | None = None, **fields: Any) -> Scenario:
     """Load a bundled scenario by name, or a TOML file by path, then apply ``--set`` overrides.
 
     Raises:

@@ -20,7 +20,13 @@ __all__ = ["pay_deposit_interest", "pay_dividends", "pay_ubi", "pay_withholding"
 
 
 def pay_withholding(
-    ledger: Ledger, kind: str, payer: NDArray[np.int64], payee: NDArray[np.int64], gross: NDArray[np.int64], tax_rate: float, state: int
+    ledger: Ledger,
+    kind: str,
+    payer: NDArray[np.int64],
+    payee: NDArray[np.int64],
+    gross: NDArray[np.int64],
+    tax_rate: float,
+    state: int,
 ) -> NDArray[np.int64]:
     """Pay ``gross`` from payer to payee, withholding ``tax_rate`` for the state. Returns the tax."""
     tax = np.floor(gross * tax_rate).astype(np.int64)
@@ -49,7 +55,9 @@ def pay_dividends(world: World, dividend: NDArray[np.int64]) -> NDArray[np.int64
     rows, cols = np.nonzero(sub)
     gross = np.floor(sub[rows, cols] * d[pay_tok][cols]).astype(np.int64)
     issuer = world.layout.issuer_accounts()[pay_tok][cols]
-    pay_withholding(world.ledger, "dividend", issuer, rows.astype(np.int64), gross, world.income_tax, world.layout.state)
+    pay_withholding(
+        world.ledger, "dividend", issuer, rows.astype(np.int64), gross, world.income_tax, world.layout.state
+    )
     np.add.at(out, rows, gross)
     return out
 
@@ -64,7 +72,15 @@ def pay_deposit_interest(world: World, rate: NDArray[np.float64], balance: NDArr
     scale = np.where(total_due > can, can / np.maximum(total_due, 1.0), 1.0)
     gross = np.floor(due * scale[bank]).astype(np.int64)
     payee = np.flatnonzero(gross)
-    pay_withholding(world.ledger, "deposit_interest", banks[bank[payee]], payee.astype(np.int64), gross[payee], world.income_tax, world.layout.state)
+    pay_withholding(
+        world.ledger,
+        "deposit_interest",
+        banks[bank[payee]],
+        payee.astype(np.int64),
+        gross[payee],
+        world.income_tax,
+        world.layout.state,
+    )
     return gross
 
 
@@ -105,7 +121,13 @@ def pay_ubi(world: World, ubi_cents: int) -> NDArray[np.int64]:
 
 
 def pay_goods(
-    world: World, kind: str, buyer: NDArray[np.int64], seller: NDArray[np.int64], amount: NDArray[np.int64], rail: NDArray[np.int64], bank_of_buyer: NDArray[np.int64]
+    world: World,
+    kind: str,
+    buyer: NDArray[np.int64],
+    seller: NDArray[np.int64],
+    amount: NDArray[np.int64],
+    rail: NDArray[np.int64],
+    bank_of_buyer: NDArray[np.int64],
 ) -> NDArray[np.int64]:
     """Buyers pay sellers over their rail; fees go to the rail's operator. Returns the fees."""
     lay = world.layout

@@ -128,7 +128,9 @@ class Simulation:
 
         # production
         L = w.workers().astype(np.float64)
-        o.output = np.asarray(production.output(w.f_capital, L, w.phi, s.production.A, s.production.sigma), dtype=np.float64)
+        o.output = np.asarray(
+            production.output(w.f_capital, L, w.phi, s.production.A, s.production.sigma), dtype=np.float64
+        )
         w.f_inventory = w.f_inventory + o.output
 
         # goods: households consume, firms invest, the state spends
@@ -138,10 +140,12 @@ class Simulation:
         # households search a few sellers; firms and the state (few, large buyers) canvass them all
         p_hh = goods_market(self.rng, hh.consumption_budget, w.f_price, w.f_inventory, s.roles.household.search_firms)
         left = np.maximum(w.f_inventory - np.bincount(p_hh.seller, weights=p_hh.quantity, minlength=w.n_firms), 0.0)
-        institutional = np.concatenate([
-            rails.net_of_fee(fm.investment_budget, bt, fees),
-            rails.net_of_fee(rg.spending, np.array([int(Rail.BANK_TRANSFER)]), fees),
-        ])
+        institutional = np.concatenate(
+            [
+                rails.net_of_fee(fm.investment_budget, bt, fees),
+                rails.net_of_fee(rg.spending, np.array([int(Rail.BANK_TRANSFER)]), fees),
+            ]
+        )
         p_in = goods_market(self.rng, institutional, w.f_price, left, w.n_firms)
         p = Purchases(
             np.concatenate([p_hh.buyer, p_in.buyer + n]),
@@ -182,7 +186,9 @@ class Simulation:
         # wages, with income tax withheld
         emp = np.flatnonzero(w.h_employer >= 0)
         gross_w = np.floor(w.f_wage[w.h_employer[emp]]).astype(np.int64)
-        tax_w = pay_withholding(ledger, "wage", firms[w.h_employer[emp]], emp.astype(np.int64), gross_w, w.income_tax, lay.state)
+        pay_withholding(
+            ledger, "wage", firms[w.h_employer[emp]], emp.astype(np.int64), gross_w, w.income_tax, lay.state
+        )
         o.wages = np.zeros(w.n_households, dtype=np.int64)
         o.wages[emp] = gross_w
 
@@ -193,12 +199,18 @@ class Simulation:
         buyer_acct = np.where(p.buyer < n, p.buyer, np.where(p.buyer < n + w.n_firms, p.buyer, lay.state))
         seller_acct = firms[p.seller]
         rail = np.where(p.buyer < n, hh.rail[np.minimum(p.buyer, n - 1)], int(Rail.BANK_TRANSFER)).astype(np.int64)
-        bank_of = np.where(p.buyer < n, w.h_bank[np.minimum(p.buyer, n - 1)], np.where(p.buyer < n + w.n_firms, w.f_loan_bank[np.clip(p.buyer - n, 0, w.n_firms - 1)], 0))
+        bank_of = np.where(
+            p.buyer < n,
+            w.h_bank[np.minimum(p.buyer, n - 1)],
+            np.where(p.buyer < n + w.n_firms, w.f_loan_bank[np.clip(p.buyer - n, 0, w.n_firms - 1)], 0),
+        )
         kind_hh = p.buyer < n
         kind_f = (p.buyer >= n) & (p.buyer < n + w.n_firms)
         fee_total = 0
         for kind, mask in (("consumption", kind_hh), ("investment", kind_f), ("government", ~kind_hh & ~kind_f)):
-            fee_total += int(pay_goods(w, kind, buyer_acct[mask], seller_acct[mask], p.amount[mask], rail[mask], bank_of[mask]).sum())
+            fee_total += int(
+                pay_goods(w, kind, buyer_acct[mask], seller_acct[mask], p.amount[mask], rail[mask], bank_of[mask]).sum()
+            )
 
         # token trades: buyers pay sellers (issuers sell newly minted tokens), then holdings move
         if o.trade_legs:
@@ -216,7 +228,6 @@ class Simulation:
         o.dividends = pay_dividends(w, div)
         o.interest = pay_deposit_interest(w, bk.deposit_rate, opening_hh)
         o.ubi = pay_ubi(w, w.ubi_cents)
-        del tax_w
 
         # stocks that follow from the round's flows
         a = s.automation
@@ -225,21 +236,23 @@ class Simulation:
         w.f_inventory = w.f_inventory * (1.0 - s.roles.firm.inventory_decay)
         assert o.output is not None
         w.f_output = o.output
-        received = w.household_balance() - opening_hh
         spent_hh = np.bincount(p.buyer[kind_hh], weights=p.amount[kind_hh], minlength=n).astype(np.int64)
         w.h_spent = spent_hh
-        w.h_income = (o.wages - np.floor(o.wages * w.income_tax)).astype(np.int64) + (
-            o.dividends + o.interest - np.floor((o.dividends + o.interest) * w.income_tax)
-        ).astype(np.int64) + o.ubi
-        del received
+        w.h_income = (
+            (o.wages - np.floor(o.wages * w.income_tax)).astype(np.int64)
+            + (o.dividends + o.interest - np.floor((o.dividends + o.interest) * w.income_tax)).astype(np.int64)
+            + o.ubi
+        )
         o.postings = list(ledger.postings)
-        o.taxes = int(sum(int(x.amount.sum()) for x in ledger.postings if x.payee.size and x.kind in ("income_tax", "robot_tax")))
+        o.taxes = int(
+            sum(int(x.amount.sum()) for x in ledger.postings if x.payee.size and x.kind in ("income_tax", "robot_tax"))
+        )
         o.issued, o.destroyed = ledger.close_round(w.round)
         return o.issued, o.destroyed
 
     def regulate(self) -> None:
-        """The regulator's choices take effect next round; the automation frontier moves on."""
-        w, s = self.world, self.scenario
+        """The regulator's choices take effect from the next round."""
+        w = self.world
         rg: RegulatorBatch = self.outcome.decisions["regulator"]  # type: ignore[assignment]
         w.income_tax = float(rg.income_tax[0])
         w.robot_tax = float(rg.robot_tax[0])
@@ -317,7 +330,9 @@ class Simulation:
         o.fired = int(fired.sum())
         vacancies = np.maximum(target - w.workers(), 0)
         seekers = np.flatnonzero((w.h_employer < 0) & ~fired)
-        new = match_labour(self.rng, w.h_reservation[seekers], vacancies, w.f_wage, self.scenario.roles.household.job_applications)
+        new = match_labour(
+            self.rng, w.h_reservation[seekers], vacancies, w.f_wage, self.scenario.roles.household.job_applications
+        )
         got = new >= 0
         w.h_employer[seekers[got]] = new[got]
         o.hired = int(got.sum())
@@ -329,8 +344,9 @@ class Simulation:
     def _clear_tokens(self, hh: HouseholdBatch, fm: FirmBatch) -> None:
         """One call auction per token: household bids and asks, plus issuers' new tokens."""
         w, o = self.world, self.outcome
-        n = w.n_households
-        bid_qty_all = np.where(hh.token_buy >= 0, np.floor(hh.token_buy_budget / np.maximum(hh.token_buy_limit, 1e-9)), 0).astype(np.int64)
+        bid_qty_all = np.where(
+            hh.token_buy >= 0, np.floor(hh.token_buy_budget / np.maximum(hh.token_buy_limit, 1e-9)), 0
+        ).astype(np.int64)
         bidders = np.flatnonzero(bid_qty_all > 0)
         askers = np.flatnonzero(hh.token_sell_shares > 0)
         issuers = np.flatnonzero(fm.issue_shares > 0)
@@ -353,4 +369,3 @@ class Simulation:
             o.trades.append({"token": int(j), "price": res.price, "volume": res.volume, "value": int(amount.sum())})
         if legs:
             o.trade_legs = tuple(np.concatenate(c).astype(np.int64) for c in zip(*legs, strict=True))
-        del n

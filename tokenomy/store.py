@@ -220,13 +220,17 @@ def payments_frame(round_no: int, postings: list[Any], layout: Any, level: str) 
     payer = np.concatenate([p.payer for p in postings])
     payee = np.concatenate([p.payee for p in postings])
     amount = np.concatenate([p.amount for p in postings])
-    rail = np.concatenate([p.rail.astype(np.int64) if p.rail is not None else np.full(p.amount.size, -1) for p in postings])
+    rail = np.concatenate(
+        [p.rail.astype(np.int64) if p.rail is not None else np.full(p.amount.size, -1) for p in postings]
+    )
     fee = np.concatenate([p.fee if p.fee is not None else np.zeros(p.amount.size, np.int64) for p in postings])
     kinds = sorted({p.kind for p in postings})
     kind = np.concatenate([np.full(p.amount.size, kinds.index(p.kind)) for p in postings])
     if level == "role":
         payer, payee = layout.role_code(payer), layout.role_code(payee)
-    df = pd.DataFrame({"payer_id": payer, "payee_id": payee, "kind": kind, "rail": rail, "amount_cents": amount, "fee_cents": fee})
+    df = pd.DataFrame(
+        {"payer_id": payer, "payee_id": payee, "kind": kind, "rail": rail, "amount_cents": amount, "fee_cents": fee}
+    )
     g = df.groupby(["payer_id", "payee_id", "kind", "rail"], sort=True, as_index=False).agg(
         amount_cents=("amount_cents", "sum"), fee_cents=("fee_cents", "sum"), n=("amount_cents", "size")
     )
