@@ -17,9 +17,9 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
+
 from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
 from tokenomy.market.clearing import pro_rata
-
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
 

@@ -28,9 +28,9 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
+
 from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
 from tokenomy.market import production
-
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
 

@@ -13,6 +13,7 @@ from enum import IntEnum
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
 from tokenomy.market.ledger import Ledger
 
 __all__ = ["RAIL_NAMES", "Rail", "fees", "net_of_fee", "pay"]

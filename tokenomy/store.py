@@ -36,6 +36,23 @@ import pyarrow.parquet as pq
 __all__ = ["Run", "RunDirError", "RunWriter", "open_run", "write_atomic"]
 
 TABLES = ("metrics", "trades", "payments", "decisions")
+# Every kind of money movement the engine posts (``mint`` is the other side of issuance).
+PAYMENT_KINDS = (
+    "consumption",
+    "investment",
+    "government",
+    "token_trade",
+    "fee",
+    "wage",
+    "income_tax",
+    "robot_tax",
+    "dividend",
+    "deposit_interest",
+    "loan_interest",
+    "loan_repayment",
+    "loan",
+    "ubi",
+)
 _PACKAGES = ("tokenomy", "numpy", "pandas", "pyarrow", "pydantic", "networkx", "langgraph", "langchain-openai")
 
 
@@ -79,7 +96,9 @@ class RunWriter:
     """Streams one run's outputs into ``path``."""
 
     path: Path
+    flush_rows: int = 200_000
     _writers: dict[str, pq.ParquetWriter] = field(default_factory=dict)
+    _buffers: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
     _manifest: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -109,9 +128,19 @@ class RunWriter:
         write_atomic(self.path / "manifest.json", json.dumps(self._manifest, indent=2, default=str).encode())
 
     def append(self, table: str, frame: pd.DataFrame) -> None:
+        """Buffer rows; they reach the file in large row groups (a write per round is slow)."""
         if frame.empty:
             return
-        t = pa.Table.from_pandas(frame, preserve_index=False)
+        buf = self._buffers.setdefault(table, [])
+        buf.append(frame)
+        if sum(len(f) for f in buf) >= self.flush_rows:
+            self.flush(table)
+
+    def flush(self, table: str) -> None:
+        buf = self._buffers.pop(table, [])
+        if not buf:
+            return
+        t = pa.Table.from_pandas(pd.concat(buf, ignore_index=True), preserve_index=False)
         w = self._writers.get(table)
         if w is None:
             w = pq.ParquetWriter(self.path / f"{table}.parquet.tmp", t.schema, compression="zstd")
@@ -125,6 +154,8 @@ class RunWriter:
 
     def close(self, status: str, **extra: Any) -> None:
         """Close the tables, move them into place, and record the outcome in the manifest."""
+        for name in list(self._buffers):
+            self.flush(name)
         for name, w in self._writers.items():
             w.close()
             os.replace(self.path / f"{name}.parquet.tmp", self.path / f"{name}.parquet")
@@ -224,8 +255,7 @@ def payments_frame(round_no: int, postings: list[Any], layout: Any, level: str) 
         [p.rail.astype(np.int64) if p.rail is not None else np.full(p.amount.size, -1) for p in postings]
     )
     fee = np.concatenate([p.fee if p.fee is not None else np.zeros(p.amount.size, np.int64) for p in postings])
-    kinds = sorted({p.kind for p in postings})
-    kind = np.concatenate([np.full(p.amount.size, kinds.index(p.kind)) for p in postings])
+    kind = np.concatenate([np.full(p.amount.size, PAYMENT_KINDS.index(p.kind)) for p in postings])
     if level == "role":
         payer, payee = layout.role_code(payer), layout.role_code(payee)
     df = pd.DataFrame(
@@ -247,7 +277,7 @@ def payments_frame(round_no: int, postings: list[Any], layout: Any, level: str) 
         out["payee_id"] = g["payee_id"].to_numpy()
         out["payer_role"] = pd.Categorical.from_codes(layout.role_code(out["payer_id"].to_numpy()), roles_cat)
         out["payee_role"] = pd.Categorical.from_codes(layout.role_code(out["payee_id"].to_numpy()), roles_cat)
-    out["kind"] = pd.Categorical.from_codes(g["kind"].to_numpy(), kinds)
+    out["kind"] = pd.Categorical.from_codes(g["kind"].to_numpy(), PAYMENT_KINDS)
     out["rail"] = pd.Categorical.from_codes(g["rail"].to_numpy() + 1, ["", *RAIL_NAMES])
     out["amount"] = g["amount_cents"].to_numpy() / 100
     out["amount_cents"] = g["amount_cents"].to_numpy().astype(np.int64)
