@@ -38,7 +38,7 @@ def match_labour(
     n = reservation_wage.size
     out = np.full(n, -1, dtype=np.int64)
     total = int(vacancies.sum())
-    if n == 0 or total == 0:
+    if n == 0 or total == 0 or applications <= 0:
         return out
     p = vacancies / total
     picks = rng.choice(vacancies.size, size=(n, applications), p=p)
@@ -100,7 +100,8 @@ def goods_market(
         want = remaining[active] / safe_price[f]
         demand = np.bincount(f, weights=want, minlength=m)
         fill = np.divide(stock, demand, out=np.ones(m), where=demand > 0).clip(max=1.0)
-        amount = np.floor(want * fill[f] * safe_price[f]).astype(np.int64)
+        # served in full: spend the whole remaining budget exactly (want * price can round below it)
+        amount = np.where(fill[f] >= 1.0, remaining[active], np.floor(want * fill[f] * safe_price[f]).astype(np.int64))
         amount = np.minimum(amount, remaining[active])
         qty = amount / safe_price[f]
         if j == search - 1:
@@ -109,6 +110,9 @@ def goods_market(
         remaining[active] -= amount
         sold = amount > 0
         rows.append((active[sold], f[sold], qty[sold], amount[sold]))
+    if not rows:
+        e = np.empty(0, dtype=np.int64)
+        return Purchases(e, e, np.empty(0), e, unmet)
     buyer, seller, qty, amount = (np.concatenate(c) for c in zip(*rows, strict=True))
     return Purchases(buyer, seller, qty, amount, unmet)
 

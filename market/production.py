@@ -20,6 +20,12 @@ __all__ = ["cost_minimising_ratio", "labour_required", "marginal_products", "out
 _EPS = 1e-12
 
 
+def _check_sigma(sigma: float) -> None:
+    # s < 1: tasks are complements (K&S); s = 1 divides by zero in (s-1)/s, s > 1 is another model
+    if not 0.0 < sigma < 1.0:
+        raise ValueError(f"sigma must be in (0, 1), got {sigma}")
+
+
 def _ces_terms(
     K: NDArray[np.float64], L: NDArray[np.float64], phi: NDArray[np.float64], sigma: float
 ) -> tuple[NDArray[np.float64], ...]:
@@ -39,8 +45,7 @@ def _linear_region(K: NDArray[np.float64], L: NDArray[np.float64], phi: NDArray[
 
 def output(K: ArrayLike, L: ArrayLike, phi: ArrayLike, A: float, sigma: float) -> NDArray[np.float64] | float:
     """Output from capital ``K`` and labour ``L`` at automation frontier ``phi`` (``sigma < 1``)."""
-    if not 0.0 < sigma < 1.0:
-        raise ValueError(f"sigma must be in (0, 1), got {sigma}")
+    _check_sigma(sigma)
     K_, L_, phi_ = (np.asarray(x, dtype=np.float64) for x in (K, L, phi))
     K_, L_, phi_ = np.broadcast_arrays(K_, L_, phi_)
     linear = _linear_region(K_, L_, phi_)
@@ -60,8 +65,7 @@ def marginal_products(
     In the linear region both equal ``A``; in the CES region
     ``R = A s^(1/rho - 1) K^(rho-1) phi^(1/s)`` and likewise for labour.
     """
-    if not 0.0 < sigma < 1.0:
-        raise ValueError(f"sigma must be in (0, 1), got {sigma}")
+    _check_sigma(sigma)
     K_, L_, phi_ = (np.asarray(x, dtype=np.float64) for x in (K, L, phi))
     K_, L_, phi_ = np.broadcast_arrays(K_, L_, phi_)
     linear = _linear_region(K_, L_, phi_)
@@ -108,6 +112,7 @@ def labour_required(Y: ArrayLike, K: ArrayLike, phi: ArrayLike, A: float, sigma:
     ``sigma < 1`` labour is essential whenever ``phi < 1``, and capital alone caps what any amount
     of labour can add: past that cap the answer is ``inf``.
     """
+    _check_sigma(sigma)
     Y_, K_, phi_ = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (Y, K, phi)))
     rho = (sigma - 1.0) / sigma
     lin = np.maximum(Y_ / A - K_, 0.0)

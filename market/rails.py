@@ -14,7 +14,7 @@ from enum import IntEnum
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tokenomy.market.ledger import Ledger
+from tokenomy.market.ledger import Ledger, LedgerError
 
 __all__ = ["RAIL_NAMES", "Rail", "fees", "net_of_fee", "pay"]
 
@@ -40,9 +40,13 @@ def net_of_fee(budget: ArrayLike, rail: ArrayLike, fee_rates: ArrayLike) -> NDAr
     b = np.asarray(budget, dtype=np.int64)
     r = np.asarray(fee_rates, dtype=np.float64)[np.asarray(rail, dtype=np.int64)]
     a = np.floor(b / (1.0 + r)).astype(np.int64)
-    # floor of a float can overshoot by a cent at large amounts: step back until it fits
-    over = a + fees(a, rail, fee_rates) > b
-    return np.where(over, np.maximum(a - 1, 0), a)
+    # b/(1+r) is within a cent or two of the answer: floats can overshoot, and a floored fee can
+    # leave room for one or two more cents. amount + fee is non-decreasing, so test the neighbours.
+    a = np.where(a + fees(a, rail, fee_rates) > b, np.maximum(a - 1, 0), a)
+    for step in (1, 1):
+        up = a + step
+        a = np.where(up + fees(up, rail, fee_rates) <= b, up, a)
+    return a
 
 
 def pay(
@@ -66,6 +70,9 @@ def pay(
     rl = np.broadcast_to(np.asarray(rail, dtype=np.int64), a.shape)
     op = np.broadcast_to(np.asarray(operator, dtype=np.int64), a.shape)
     f = fees(a, rl, fee_rates)
+    n = ledger.balance.size
+    if op.size and (op.min() < 0 or op.max() >= n):  # checked up front: never a half-posted payment
+        raise LedgerError(f"{kind}: fee operator account out of range")
     ledger.require_funds(kind, np.concatenate([p, p]), np.concatenate([a, f]))
     ledger.transfer(kind, p, q, a, rail=rl, fee=f)
     ledger.transfer("fee", p, op, f, rail=rl)

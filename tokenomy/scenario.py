@@ -8,6 +8,7 @@ cents by the engine.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -210,16 +211,20 @@ def bundled_scenarios() -> dict[str, Path]:
 
 
 def resolve_scenario_path(name_or_path: str | Path) -> Path:
+    """An existing file wins, then a bundled name; a directory never shadows a bundled name."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists() or "/" in str(name_or_path):
-        if not p.is_file():
-            raise ScenarioError(f"{p}: no such scenario file")
+    if p.is_file():
         return p
     found = bundled_scenarios().get(str(name_or_path))
-    if found is None:
-        names = ", ".join(bundled_scenarios()) or "none"
-        raise ScenarioError(f"{name_or_path}: not a file and not a bundled scenario (bundled: {names})")
-    return found
+    if found is not None:
+        return found
+    if p.suffix == ".toml" or "/" in str(name_or_path):
+        raise ScenarioError(f"{p}: no such scenario file")
+    names = ", ".join(bundled_scenarios()) or "none"
+    raise ScenarioError(f"{name_or_path}: not a file and not a bundled scenario (bundled: {names})")
+
+
+_HEADER = re.compile(r"^\[\s*([^\[\]]+?)\s*\](?:\s*#.*)?$")
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
@@ -231,8 +236,9 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     current: list[str] = []
     for i, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if line.startswith("[") and not line.startswith("[["):
-            current = [s.strip().strip('"') for s in line.strip("[]").split(".")]
+        header = _HEADER.match(line)
+        if header:
+            current = [s.strip().strip('"') for s in header.group(1).split(".")]
             if current == keys:
                 return i
             continue
@@ -244,15 +250,17 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     return None
 
 
-def _describe(err: ValidationError, source: str, text: str | None) -> str:
+def _describe(err: ValidationError, source: Path, text: str | None, overrides: dict[str, str]) -> str:
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
         field = ".".join(str(x) for x in loc) or "(top level)"
-        where = source
-        line = _line_of(text, loc) if text else None
-        if line:
-            where = f"{source}:{line}"
+        override = next((item for key, item in overrides.items() if field == key or field.startswith(key + ".")), None)
+        if override is not None:
+            where = f"--set {override} (over {source})"  # the value came from the command line
+        else:
+            line = _line_of(text, loc) if text else None
+            where = f"{source}:{line}" if line else str(source)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling and section)"
@@ -314,5 +322,6 @@ def load_scenario(name_or_path: str | Path, overrides: list[str] | None = None, 
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        source = str(path) if not overrides else f"{path} (with --set {' '.join(overrides)})"
-        raise ScenarioError(_describe(exc, source, text)) from None
+        given = {item.split("=", 1)[0].strip(): item for item in overrides or []}
+        given.update({k: f"{k}={v}" for k, v in fields.items() if v is not None})
+        raise ScenarioError(_describe(exc, path, text, given)) from None

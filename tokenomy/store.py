@@ -104,6 +104,8 @@ class RunWriter:
     @classmethod
     def create(cls, path: Path, manifest: dict[str, Any], *, overwrite: bool = False) -> RunWriter:
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path}: exists and is not a directory (choose another --out)")
         if path.exists() and any(path.iterdir()):
             if not overwrite:
                 raise RunDirError(f"{path}: directory exists and is not empty (choose another --out, or --overwrite)")
@@ -258,29 +260,31 @@ def payments_frame(round_no: int, postings: list[Any], layout: Any, level: str) 
     kind = np.concatenate([np.full(p.amount.size, PAYMENT_KINDS.index(p.kind)) for p in postings])
     if level == "role":
         payer, payee = layout.role_code(payer), layout.role_code(payee)
-    df = pd.DataFrame(
-        {"payer_id": payer, "payee_id": payee, "kind": kind, "rail": rail, "amount_cents": amount, "fee_cents": fee}
-    )
-    g = df.groupby(["payer_id", "payee_id", "kind", "rail"], sort=True, as_index=False).agg(
-        amount_cents=("amount_cents", "sum"), fee_cents=("fee_cents", "sum"), n=("amount_cents", "size")
-    )
+    # aggregate with one lexsort and reduceat: pandas' groupby costs ~4x more at 100k+ rows a round
+    order = np.lexsort((rail, kind, payee, payer))
+    keys = np.stack([payer[order], payee[order], kind[order], rail[order]])
+    starts = np.flatnonzero(np.concatenate([[True], (keys[:, 1:] != keys[:, :-1]).any(axis=0)]))
+    g_payer, g_payee, g_kind, g_rail = keys[:, starts]
+    g_amount = np.add.reduceat(amount[order], starts)
+    g_fee = np.add.reduceat(fee[order], starts)
+    g_n = np.diff(np.concatenate([starts, [order.size]]))
     # string columns as categoricals: they repeat a handful of values over many rows
-    roles_cat = ["mint", "household", "firm", "bank", "network", "regulator"]
-    out = pd.DataFrame({"round": np.full(len(g), round_no, dtype=np.int64)})
+    roles_cat = list(layout.ROLE_CODES)
+    out = pd.DataFrame({"round": np.full(g_n.size, round_no, dtype=np.int64)})
     if level == "role":
         out["payer_id"] = -1
         out["payee_id"] = -1
-        out["payer_role"] = pd.Categorical.from_codes(g["payer_id"].to_numpy(), roles_cat)
-        out["payee_role"] = pd.Categorical.from_codes(g["payee_id"].to_numpy(), roles_cat)
+        out["payer_role"] = pd.Categorical.from_codes(g_payer, roles_cat)
+        out["payee_role"] = pd.Categorical.from_codes(g_payee, roles_cat)
     else:
-        out["payer_id"] = g["payer_id"].to_numpy()
-        out["payee_id"] = g["payee_id"].to_numpy()
-        out["payer_role"] = pd.Categorical.from_codes(layout.role_code(out["payer_id"].to_numpy()), roles_cat)
-        out["payee_role"] = pd.Categorical.from_codes(layout.role_code(out["payee_id"].to_numpy()), roles_cat)
-    out["kind"] = pd.Categorical.from_codes(g["kind"].to_numpy(), PAYMENT_KINDS)
-    out["rail"] = pd.Categorical.from_codes(g["rail"].to_numpy() + 1, ["", *RAIL_NAMES])
-    out["amount"] = g["amount_cents"].to_numpy() / 100
-    out["amount_cents"] = g["amount_cents"].to_numpy().astype(np.int64)
-    out["fee_cents"] = g["fee_cents"].to_numpy().astype(np.int64)
-    out["n"] = g["n"].to_numpy().astype(np.int64)
+        out["payer_id"] = g_payer
+        out["payee_id"] = g_payee
+        out["payer_role"] = pd.Categorical.from_codes(layout.role_code(g_payer), roles_cat)
+        out["payee_role"] = pd.Categorical.from_codes(layout.role_code(g_payee), roles_cat)
+    out["kind"] = pd.Categorical.from_codes(g_kind, PAYMENT_KINDS)
+    out["rail"] = pd.Categorical.from_codes(g_rail + 1, ["", *RAIL_NAMES])
+    out["amount"] = g_amount / 100
+    out["amount_cents"] = g_amount.astype(np.int64)
+    out["fee_cents"] = g_fee.astype(np.int64)
+    out["n"] = g_n.astype(np.int64)
     return out

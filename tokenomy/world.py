@@ -181,6 +181,11 @@ class World:
     def snapshot(self) -> dict[str, Any]:
         """Plain arrays and scalars: everything needed to rebuild this world exactly."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._SKIP}
+        # holdings are mostly zeros: store them as coordinates (much less to copy and compress)
+        rows, cols = np.nonzero(self.holdings)
+        out["holdings"] = np.array(self.holdings.shape, dtype=np.int64)
+        out["holdings_rows"], out["holdings_cols"] = rows.astype(np.int64), cols.astype(np.int64)
+        out["holdings_qty"] = self.holdings[rows, cols]
         out["layout"] = np.array([self.layout.households, self.layout.firms, self.layout.banks])
         out["balance"] = self.ledger.balance
         out["floor"] = self.ledger.floor
@@ -205,6 +210,9 @@ class World:
             v = snap[fl.name]
             arr = np.asarray(v)
             kwargs[fl.name] = arr.copy() if arr.ndim > 0 else arr.item()
+        holdings = np.zeros(tuple(int(x) for x in np.asarray(snap["holdings"])), dtype=np.int64)
+        holdings[np.asarray(snap["holdings_rows"]), np.asarray(snap["holdings_cols"])] = snap["holdings_qty"]
+        kwargs["holdings"] = holdings
         kwargs["rng_state"] = ast.literal_eval(str(snap["rng_state"]))
         return cls(layout=Layout(h, f, b), ledger=ledger, **kwargs)
 
