@@ -108,9 +108,9 @@ def labour_required(Y: ArrayLike, K: ArrayLike, phi: ArrayLike, A: float, sigma:
     """Least labour that, with installed capital ``K``, produces ``Y`` (``inf`` if none can).
 
     Inverts the production function: ``L = Y/A - K`` where that lands in the linear region,
-    else ``L^rho (1-phi)^(1/s) = (Y/A)^rho - K^rho phi^(1/s)`` from the CES branch. With
-    ``sigma < 1`` labour is essential whenever ``phi < 1``, and capital alone caps what any amount
-    of labour can add: past that cap the answer is ``inf``.
+    else ``L^rho (1-phi)^(1/s) = (Y/A)^rho - K^rho phi^(1/s)`` from the CES branch. The answer is
+    finite for any ``Y``: labour can also do automatable tasks, so enough of it always reaches the
+    linear region. (``inf`` is only a guard against float edge cases.)
     """
     _check_sigma(sigma)
     Y_, K_, phi_ = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (Y, K, phi)))

@@ -37,7 +37,7 @@ def fees(amount: ArrayLike, rail: ArrayLike, fee_rates: ArrayLike) -> NDArray[np
 
 def net_of_fee(budget: ArrayLike, rail: ArrayLike, fee_rates: ArrayLike) -> NDArray[np.int64]:
     """The largest payment whose amount plus fee fits within ``budget`` cents."""
-    b = np.asarray(budget, dtype=np.int64)
+    b = np.maximum(np.asarray(budget, dtype=np.int64), 0)  # no budget, no payment
     r = np.asarray(fee_rates, dtype=np.float64)[np.asarray(rail, dtype=np.int64)]
     a = np.floor(b / (1.0 + r)).astype(np.int64)
     # b/(1+r) is within a cent or two of the answer: floats can overshoot, and a floored fee can
