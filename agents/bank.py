@@ -40,7 +40,7 @@ class BankObservation(BaseModel):
 class BankDecision(DecisionModel):
     deposit_rate: float = Field(ge=0, le=0.1, description="interest per round on deposits")
     loan_rate: float = Field(ge=0, le=0.5, description="base loan rate per round")
-    dividend: float = Field(0.0, ge=0)
+    dividend: float = Field(0.0, ge=0, le=1e12)
 
 
 @dataclass
@@ -63,6 +63,15 @@ def _deposits(world: World) -> NDArray[np.int64]:
 
 class Banks:
     name = "bank"
+    decision_model = BankDecision
+
+    def agent_name(self, world: World, i: int) -> str:
+        return world.layout.name_of(world.layout.bank0 + i)
+
+    def merge(self, world: World, batch: BankBatch, i: int, d: BankDecision, scenario: Scenario) -> None:
+        batch.deposit_rate[i] = d.deposit_rate
+        batch.loan_rate[i] = d.loan_rate
+        batch.dividend[i] = round(d.dividend * 100)
 
     def observe(self, world: World, view: MarketView, i: int) -> BankObservation:
         return BankObservation(

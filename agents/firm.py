@@ -59,13 +59,13 @@ class FirmObservation(BaseModel):
 
 
 class FirmDecision(DecisionModel):
-    price: float = Field(gt=0)
-    wage_offer: float = Field(ge=0)
-    target_workers: int = Field(ge=0)
-    investment_budget: float = Field(0.0, ge=0)
-    dividend: float = Field(0.0, ge=0)
-    loan_request: float = Field(0.0, ge=0)
-    issue_shares: int = Field(0, ge=0)
+    price: float = Field(gt=0, le=1e12)
+    wage_offer: float = Field(ge=0, le=1e12)
+    target_workers: int = Field(ge=0, le=10**9)
+    investment_budget: float = Field(0.0, ge=0, le=1e12)
+    dividend: float = Field(0.0, ge=0, le=1e12)
+    loan_request: float = Field(0.0, ge=0, le=1e12)
+    issue_shares: int = Field(0, ge=0, le=10**12)
 
 
 @dataclass
@@ -97,6 +97,19 @@ def debt_service(world: World, scenario: Scenario) -> NDArray[np.int64]:
 
 class Firms:
     name = "firm"
+    decision_model = FirmDecision
+
+    def agent_name(self, world: World, i: int) -> str:
+        return world.layout.name_of(world.layout.firm0 + i)
+
+    def merge(self, world: World, batch: FirmBatch, i: int, d: FirmDecision, scenario: Scenario) -> None:
+        batch.price[i] = d.price * 100
+        batch.wage_offer[i] = d.wage_offer * 100
+        batch.target_workers[i] = d.target_workers
+        batch.investment_budget[i] = round(d.investment_budget * 100)
+        batch.dividend[i] = round(d.dividend * 100)
+        batch.loan_request[i] = round(d.loan_request * 100)
+        batch.issue_shares[i] = d.issue_shares
 
     def observe(self, world: World, view: MarketView, i: int) -> FirmObservation:
         return FirmObservation(

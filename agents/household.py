@@ -17,7 +17,7 @@ Rule-based policy (``heuristic``), vectorised over the whole population:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,13 +51,23 @@ class HouseholdObservation(BaseModel):
 
 
 class HouseholdDecision(DecisionModel):
-    consumption_budget: float = Field(ge=0, description="currency to spend on goods this round")
-    reservation_wage: float = Field(ge=0, description="lowest wage accepted")
-    token_buy_budget: float = Field(0.0, ge=0)
-    token_buy: int = Field(-1, ge=-1, description="token index to bid for, -1 for none")
-    token_sell: int = Field(-1, ge=-1, description="token index to sell, -1 for none")
-    token_sell_shares: int = Field(0, ge=0)
-    rail: str = Field("card", description="card | chain | bank_transfer")
+    consumption_budget: float = Field(ge=0, le=1e12, description="currency to spend on goods this round")
+    reservation_wage: float = Field(ge=0, le=1e12, description="lowest wage accepted")
+    token_buy_budget: float = Field(0.0, ge=0, le=1e12)
+    token_buy: int = Field(-1, ge=-1, le=1_000_000, description="token index to bid for, -1 for none")
+    token_sell: int = Field(-1, ge=-1, le=1_000_000, description="token index to sell, -1 for none")
+    token_sell_shares: int = Field(0, ge=0, le=10**15)
+    rail: Literal["card", "chain", "bank_transfer"] = "card"
+
+
+class HouseholdShareDecision(DecisionModel):
+    """One decision for a whole archetype, in shares, applied to each member's own accounts."""
+
+    consume_share: float = Field(ge=0, le=1, description="share of the member's balance to spend on goods")
+    invest_share: float = Field(0.0, ge=0, le=1, description="share of the member's balance to bid for tokens")
+    sell_share: float = Field(0.0, ge=0, le=1, description="share of the member's largest token position to sell")
+    reservation_wage_factor: float = Field(1.0, ge=0, le=3, description="multiplies the member's reservation wage")
+    rail: Literal["card", "chain", "bank_transfer"] = "card"
 
 
 @dataclass
@@ -91,6 +101,54 @@ def _weighted_pick(rng: np.random.Generator, weights: NDArray[np.float64]) -> ND
 
 class Households:
     name = "household"
+    decision_model = HouseholdDecision
+
+    def agent_name(self, world: World, i: int) -> str:
+        return world.layout.name_of(i)
+
+    def merge(self, world: World, batch: HouseholdBatch, i: int, d: HouseholdDecision, scenario: Scenario) -> None:
+        """Write one household's LLM answer (currency units) into the batch; validation clips it."""
+        spread = scenario.roles.household.bid_spread
+        n_tok = world.t_price.size
+        batch.consumption_budget[i] = round(d.consumption_budget * 100)
+        batch.reservation_wage[i] = d.reservation_wage * 100
+        batch.token_buy_budget[i] = round(d.token_buy_budget * 100)
+        batch.token_buy[i] = d.token_buy
+        batch.token_buy_limit[i] = world.t_price[d.token_buy] * (1 + spread) if 0 <= d.token_buy < n_tok else 0.0
+        batch.token_sell[i] = d.token_sell
+        batch.token_sell_shares[i] = d.token_sell_shares
+        batch.token_sell_limit[i] = world.t_price[d.token_sell] * (1 - spread) if 0 <= d.token_sell < n_tok else 0.0
+        batch.rail[i] = RAIL_NAMES.index(d.rail)
+
+    def merge_shares(
+        self,
+        world: World,
+        batch: HouseholdBatch,
+        members: NDArray[np.int64],
+        d: HouseholdShareDecision,
+        scenario: Scenario,
+    ) -> None:
+        """Apply an archetype's answer to each member, scaled by that member's own accounts."""
+        spread = scenario.roles.household.bid_spread
+        bal = world.household_balance()[members].astype(np.float64)
+        batch.consumption_budget[members] = np.floor(d.consume_share * bal).astype(np.int64)
+        batch.reservation_wage[members] = world.h_reservation[members] * d.reservation_wage_factor
+        batch.rail[members] = RAIL_NAMES.index(d.rail)
+        n_tok = world.t_price.size
+        if n_tok == 0:
+            return
+        buy = np.floor(d.invest_share * bal).astype(np.int64)
+        tok = np.where(batch.token_buy[members] >= 0, batch.token_buy[members], members % n_tok)
+        batch.token_buy_budget[members] = buy
+        batch.token_buy[members] = np.where(buy > 0, tok, -1)
+        batch.token_buy_limit[members] = world.t_price[tok] * (1 + spread)
+        h = world.holdings[members]
+        largest = np.argmax(h * world.t_price, axis=1)
+        held = h[np.arange(members.size), largest]
+        qty = np.floor(d.sell_share * held).astype(np.int64)
+        batch.token_sell[members] = np.where(qty > 0, largest, -1)
+        batch.token_sell_shares[members] = qty
+        batch.token_sell_limit[members] = world.t_price[largest] * (1 - spread)
 
     def observe(self, world: World, view: MarketView, i: int) -> HouseholdObservation:
         emp = int(world.h_employer[i])

@@ -34,7 +34,7 @@ class NetworkObservation(BaseModel):
 
 class NetworkDecision(DecisionModel):
     fee_rate: float = Field(ge=0, le=0.2)
-    dividend: float = Field(0.0, ge=0)
+    dividend: float = Field(0.0, ge=0, le=1e12)
 
 
 @dataclass
@@ -50,6 +50,14 @@ class NetworkBatch(Batch):
 
 class Networks:
     name = "network"
+    decision_model = NetworkDecision
+
+    def agent_name(self, world: World, i: int) -> str:
+        return ("card_network", "chain")[i]
+
+    def merge(self, world: World, batch: NetworkBatch, i: int, d: NetworkDecision, scenario: Scenario) -> None:
+        batch.fee_rate[i] = d.fee_rate
+        batch.dividend[i] = round(d.dividend * 100)
 
     def _accounts(self, world: World) -> NDArray[np.int64]:
         return np.array([world.layout.card_network, world.layout.chain_operator])

@@ -38,9 +38,9 @@ class RegulatorObservation(BaseModel):
 class RegulatorDecision(DecisionModel):
     income_tax: float = Field(ge=0, le=1)
     robot_tax: float = Field(ge=0, le=1)
-    ubi: float = Field(ge=0, description="per household per round")
+    ubi: float = Field(ge=0, le=1e7, description="per household per round")
     card_fee_cap: float = Field(ge=0, le=1)
-    spending: float = Field(0.0, ge=0, description="goods the state buys this round")
+    spending: float = Field(0.0, ge=0, le=1e12, description="goods the state buys this round")
 
 
 @dataclass
@@ -57,6 +57,17 @@ class RegulatorBatch(Batch):
 
 class Regulator:
     name = "regulator"
+    decision_model = RegulatorDecision
+
+    def agent_name(self, world: World, i: int) -> str:
+        return "state"
+
+    def merge(self, world: World, batch: RegulatorBatch, i: int, d: RegulatorDecision, scenario: Scenario) -> None:
+        batch.income_tax[i] = d.income_tax
+        batch.robot_tax[i] = d.robot_tax
+        batch.ubi[i] = round(d.ubi * 100)
+        batch.card_fee_cap[i] = d.card_fee_cap
+        batch.spending[i] = round(d.spending * 100)
 
     def observe(self, world: World, view: MarketView, i: int) -> RegulatorObservation:
         return RegulatorObservation(

@@ -54,7 +54,29 @@ METRIC_COLUMNS = (
     "loans_outstanding",
     "taxes",
     "card_fee",
+    "llm_calls",
+    "llm_input_tokens",
+    "llm_output_tokens",
+    "llm_cache_hits",
+    "llm_fallbacks",
+    "llm_latency_p50_ms",
+    "llm_latency_p95_ms",
 )
+
+
+def llm_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """LLM usage of one round: calls over the network, tokens spent (cache hits cost none), latency."""
+    called = [r for r in records if r["called"]]
+    lat = np.array([r["latency_ms"] for r in called], dtype=np.float64)
+    return {
+        "llm_calls": len(called),
+        "llm_input_tokens": int(sum(r["input_tokens"] for r in called)),
+        "llm_output_tokens": int(sum(r["output_tokens"] for r in called)),
+        "llm_cache_hits": int(sum(r["cache_hit"] for r in records)),
+        "llm_fallbacks": int(sum(bool(r["fallback_reason"]) for r in records)),
+        "llm_latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else 0.0,
+        "llm_latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else 0.0,
+    }
 
 
 def gini(x: ArrayLike) -> float:
@@ -124,4 +146,5 @@ def round_metrics(world: World, outcome: RoundOutcome, scenario: Scenario, prev_
         "loans_outstanding": float(w.f_loan.sum()) / 100,
         "taxes": o.taxes / 100,
         "card_fee": float(min(w.card_fee, w.card_fee_cap)),
+        **llm_metrics(o.llm_records),
     }

@@ -12,6 +12,7 @@ import pandas as pd
 
 from tokenomy.metrics import round_metrics
 from tokenomy.store import RunWriter, payments_frame
+from tokenomy.world import ROLES
 
 if TYPE_CHECKING:
     from tokenomy.simulation import Simulation
@@ -34,18 +35,14 @@ class Recorder:
     @classmethod
     def open(cls, sim: Simulation, path: Path, *, overwrite: bool = False) -> Recorder:
         s = sim.scenario
-        manifest = {
+        manifest: dict[str, Any] = {
             "scenario": s.model_dump(mode="json"),
             "seed": s.seed,
             "rounds": s.rounds,
-            "policies": {
-                "household": "heuristic",
-                "firm": "heuristic",
-                "bank": "heuristic",
-                "network": "heuristic",
-                "regulator": "heuristic",
-            },
+            "policies": {name: getattr(s.roles, name).policy for name in ROLES},
         }
+        if sim.llm is not None:
+            manifest["llm"] = sim.llm.manifest()  # model, endpoint, prompt paths and hashes; never the key
         writer = RunWriter.create(path, manifest, overwrite=overwrite)
         k = min(s.record.household_decisions, s.households)
         # evenly spaced ids: no random draw, so what is recorded never changes what happens
@@ -75,18 +72,27 @@ class Recorder:
         return None
 
     def _decisions(self, sim: Simulation) -> pd.DataFrame:
+        """One row per LLM call (with rationale, fallback reason, usage), and rule-based rows for
+        every firm, bank, operator and the regulator and a fixed sample of households."""
         w, o = sim.world, sim.outcome
         lay = w.layout
         rows: list[dict[str, Any]] = []
-        base = {
-            "policy": "heuristic",
-            "rationale": "",
-            "fallback_reason": "",
-            "latency_ms": 0.0,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "cache_hit": False,
-        }
+        llm_ids: dict[str, set[int]] = {}
+        for r in o.llm_records:
+            llm_ids.setdefault(r["role"], set()).update(int(i) for i in r["ids"])
+            batch = o.decisions[r["role"]]
+            first = int(r["ids"][0])
+            rows.append(
+                {
+                    "round": o.round,
+                    "agent_id": r["agent_id"],
+                    "role": r["role"],
+                    "policy": "llm",
+                    **{k: r[k] for k in _LLM_FIELDS},
+                    "decision_json": json.dumps(batch.as_dict(first)),  # what was done, after validation
+                    "validation": str(batch.notes[first]),
+                }
+            )
         picks = {
             "household": (self.household_sample, lambda i: lay.name_of(int(i))),
             "firm": (range(lay.firms), lambda i: lay.name_of(lay.firm0 + i)),
@@ -97,17 +103,60 @@ class Recorder:
         for role, (ids, name) in picks.items():
             batch = o.decisions[role]
             for i in ids:
+                if int(i) in llm_ids.get(role, ()):
+                    continue
                 rows.append(
                     {
                         "round": o.round,
                         "agent_id": name(i),
                         "role": role,
-                        **base,
+                        "policy": "heuristic",
+                        **_RULE_DEFAULTS,
                         "decision_json": json.dumps(batch.as_dict(int(i))),
                         "validation": str(batch.notes[i]),
                     }
                 )
         return pd.DataFrame(rows)
 
-    def close(self, status: str, **extra: Any) -> None:
+    def close(self, status: str, sim: Simulation | None = None, **extra: Any) -> None:
+        if sim is not None and sim.llm is not None:
+            d = sim.llm.decider
+            u = d.usage
+            extra["llm_usage"] = {
+                "calls": u.calls,
+                "input_tokens": u.input_tokens,
+                "output_tokens": u.output_tokens,
+                "cache_hits": u.cache_hits,
+                "fallbacks": u.fallbacks,
+                "estimated_cost_usd": round(u.cost_usd, 6),
+                "structured_output_method": d.method,
+                "methods_failed": d.methods_failed,
+                "capped": u.capped,
+                "capped_round": u.capped_round,
+                "by_role": u.by_role,
+            }
         self.writer.close(status, rounds_completed=self.rounds_written, **extra)
+
+
+_LLM_FIELDS = (
+    "rationale",
+    "fallback_reason",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "cache_hit",
+    "archetype",
+    "members",
+    "answer_json",
+)
+_RULE_DEFAULTS = {
+    "rationale": "",
+    "fallback_reason": "",
+    "latency_ms": 0.0,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cache_hit": False,
+    "archetype": -1,
+    "members": 1,
+    "answer_json": "",
+}

@@ -12,6 +12,7 @@ LangGraph does not checkpoint. All per-agent work happens inside the ``decide`` 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +47,8 @@ def observe(state: RoundState, runtime: Runtime[RoundContext]) -> dict[str, Any]
     return {}
 
 
-def decide(state: RoundState, runtime: Runtime[RoundContext]) -> dict[str, Any]:
-    runtime.context.sim.decide()
+async def decide(state: RoundState, runtime: Runtime[RoundContext]) -> dict[str, Any]:
+    await runtime.context.sim.adecide()  # every LLM call of the round, gathered concurrently
     return {}
 
 
@@ -99,4 +100,4 @@ def run_rounds(ctx: RoundContext, *, first: int, last: int, checkpointer: Any = 
     graph = build_round_graph(checkpointer)
     state: RoundState = {"round": first, "last": last, "policy": "heuristic", "snapshot_id": None}
     limit = (last - first) * len(PHASES) + 10
-    return graph.invoke(state, config={"recursion_limit": limit}, context=ctx)  # type: ignore[no-any-return]
+    return asyncio.run(graph.ainvoke(state, config={"recursion_limit": limit}, context=ctx))  # type: ignore[no-any-return]

@@ -81,7 +81,18 @@ class Initial(_Model):
     shares_per_issuer: int = Field(1_000_000, ge=1)
 
 
-class Household(_Model):
+class _Role(_Model):
+    """What every role shares: where its decisions come from, and what its prompt says."""
+
+    policy: Literal["heuristic", "llm"] = Field("heuristic", description="who decides: the rules or an LLM")
+    llm_share: float = Field(1.0, ge=0, le=1, description="with policy = llm: share of agents the LLM drives")
+    prompt: str | None = Field(None, description="path to a prompt template replacing the bundled one")
+    persona: str = Field("", description="text for ${persona} in the prompt")
+    personas: list[str] = Field(default_factory=list, description="per-archetype personas, cycled over archetypes")
+    policy_text: str = Field("", description="text for ${policy_text} in the prompt (a mandate, a rule)")
+
+
+class Household(_Role):
     """Rule-based household: consumption, job search, saving, investing, rail choice."""
 
     mpc_income: float = Field(0.85, ge=0, le=1, description="propensity to consume out of disposable income")
@@ -97,9 +108,12 @@ class Household(_Model):
     invest_share: float = Field(0.2, ge=0, le=1, description="share of the excess put into tokens per round")
     turnover: float = Field(0.02, ge=0, le=1, description="chance a holder sells part of a position per round")
     bid_spread: float = Field(0.02, ge=0, le=0.5, description="limit prices spread up to this far from the last price")
+    archetypes: int = Field(
+        0, ge=0, le=4096, description="with policy = llm: group households into this many archetypes, one call each"
+    )
 
 
-class Firm(_Model):
+class Firm(_Role):
     """Rule-based firm (Delli Gatti et al. price/quantity rule, K&S input choice)."""
 
     eta_price: float = Field(0.05, ge=0, le=0.5, description="max price change per round")
@@ -115,7 +129,7 @@ class Firm(_Model):
     max_issue_share: float = Field(0.02, ge=0, le=1, description="new tokens per round, share of outstanding")
 
 
-class Bank(_Model):
+class Bank(_Role):
     deposit_rate: float = Field(0.001, ge=0, le=0.1, description="interest per round on deposits")
     loan_rate: float = Field(0.005, ge=0, le=0.5, description="base loan interest per round")
     loan_spread: float = Field(0.01, ge=0, le=0.5, description="added per unit of borrower leverage")
@@ -125,14 +139,14 @@ class Bank(_Model):
     payout_ratio: float = Field(0.5, ge=0, le=1, description="share of excess own funds paid as dividends")
 
 
-class Network(_Model):
+class Network(_Role):
     """The card-network operator."""
 
     card_fee: float = Field(0.0224, ge=0, le=0.2, description="fee it asks on card payments")
     strategy: Literal["fixed", "max"] = Field("fixed", description="'max' asks for the regulator's cap")
 
 
-class Regulator(_Model):
+class Regulator(_Role):
     """The state: taxes, UBI, fee caps, and spending of its surplus."""
 
     income_tax: float = Field(0.2, ge=0, le=1, description="withheld at source on wages, dividends, interest")
@@ -171,6 +185,31 @@ class Rails(_Model):
         return self
 
 
+class LLM(_Model):
+    """The model behind LLM-driven roles: any OpenAI-compatible endpoint.
+
+    The API key is read from the environment variable named by ``api_key_env`` and nowhere else;
+    it is never written to the run directory, logs or error messages.
+    """
+
+    model: str = Field("gpt-4o-mini", min_length=1)
+    base_url: str | None = Field(None, description="e.g. http://localhost:8000/v1 for vLLM; None = OpenAI")
+    api_key_env: str = Field("OPENAI_API_KEY", min_length=1)
+    temperature: float = Field(0.0, ge=0, le=2)
+    seed: int | None = Field(None, description="sampling seed sent to the model (None = the scenario's seed)")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10, description="retries of timeouts, 429 and 5xx (with backoff)")
+    max_concurrency: int = Field(32, ge=1, le=4096)
+    requests_per_second: float | None = Field(None, gt=0)
+    max_output_tokens: int = Field(400, ge=16)
+    structured_output: Literal["auto", "json_schema", "json_mode", "tools"] = "auto"
+    max_calls: int | None = Field(None, ge=0, description="hard cap on model calls; past it the rules decide")
+    budget_usd: float | None = Field(None, ge=0, description="hard cap on estimated spend; past it the rules decide")
+    price_input_per_million: float = Field(0.0, ge=0, description="USD per million input tokens (cost estimates)")
+    price_output_per_million: float = Field(0.0, ge=0, description="USD per million output tokens")
+    rationale_chars: int = Field(500, ge=0, description="rationale text kept per decision")
+
+
 class Record(_Model):
     snapshot_every: int = Field(1, ge=1, description="world snapshot every N rounds (always the last)")
     household_decisions: int = Field(50, ge=0, description="households whose decisions are recorded each round")
@@ -195,6 +234,11 @@ class Scenario(_Model):
     roles: Roles = Roles()
     rails: Rails = Rails()
     record: Record = Record()
+    llm: LLM = LLM()
+
+    def llm_roles(self) -> list[str]:
+        """Roles whose decisions come (at least partly) from the LLM."""
+        return [name for name, r in self.roles if r.policy == "llm" and r.llm_share > 0]
 
 
 class ScenarioError(ValueError):

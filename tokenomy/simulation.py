@@ -13,6 +13,8 @@ generator seeded by the scenario, in a fixed order, so a seed fixes the whole ru
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +33,11 @@ from tokenomy.initial import build_world, phi_at
 from tokenomy.market import production, rails
 from tokenomy.market.clearing import Purchases, call_auction, goods_market, match_labour, pair_fills
 from tokenomy.market.rails import Rail
+from tokenomy.policies.cache import AnswerCache
+from tokenomy.policies.llm import LLMConfigError, LLMDecider, LLMPolicy, redact
 from tokenomy.scenario import Scenario
 from tokenomy.settlement import pay_deposit_interest, pay_dividends, pay_goods, pay_ubi, pay_withholding, service_debt
+from tokenomy.store import RunWriter
 from tokenomy.world import World
 
 __all__ = ["RoundOutcome", "Simulation"]
@@ -63,6 +68,7 @@ class RoundOutcome:
     issued: int = 0
     destroyed: int = 0
     postings: list[Any] = field(default_factory=list)
+    llm_records: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Simulation:
@@ -78,6 +84,30 @@ class Simulation:
         self.networks, self.regulator = Networks(), Regulator()
         self.view: MarketView | None = None
         self.outcome = RoundOutcome(self.world.round)
+        self.llm: LLMPolicy | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach_llm(self, *, replay: bool = False) -> LLMPolicy | None:
+        """Set up the LLM side when the scenario has LLM-driven roles (else do nothing).
+
+        Reads the API key now (unless replaying), so a missing key fails before anything is
+        written. Answers are cached only once :meth:`open_llm_cache` names a file.
+        """
+        if not self.scenario.llm_roles():
+            return None
+        decider = LLMDecider(self.scenario.llm, seed=self.scenario.seed, replay=replay)
+        self.llm = LLMPolicy(self.scenario, decider)
+        return self.llm
+
+    def open_llm_cache(self, path: Path, *, replay_from: Path | None = None) -> None:
+        """Record answers in ``path``; or, replaying, copy the recorded ``replay_from`` there and read it."""
+        if self.llm is None:
+            return
+        if replay_from is not None:
+            shutil.copyfile(replay_from, path)
+            self.llm.decider.cache = AnswerCache(path, read_only=True)
+        else:
+            self.llm.decider.cache = AnswerCache(path)
 
     @property
     def roles(self) -> dict[str, Any]:
@@ -100,16 +130,27 @@ class Simulation:
         self.outcome = RoundOutcome(w.round, n_households=w.n_households)
         return self.view
 
-    def decide(self) -> dict[str, Batch]:
+    async def adecide(self) -> dict[str, Batch]:
+        """Rules decide for everyone (vectorised); LLM answers then replace theirs; validation clips all."""
         assert self.view is not None, "observe() first"
-        out: dict[str, Batch] = {}
-        for name, role in self.roles.items():
-            batch = role.heuristic(self.world, self.view, self.scenario, self.rng)
-            out[name] = role.validate(self.world, batch, self.scenario)
+        if self.llm is None and self.scenario.llm_roles():
+            self.attach_llm()  # stepping by hand: no cache
+        batches = {
+            name: role.heuristic(self.world, self.view, self.scenario, self.rng) for name, role in self.roles.items()
+        }
+        if self.llm is not None:
+            self.outcome.llm_records = await self.llm.decide(self, batches)
+        out = {name: role.validate(self.world, batches[name], self.scenario) for name, role in self.roles.items()}
         nw: NetworkBatch = out["network"]  # type: ignore[assignment]
         self.world.card_fee = float(nw.fee_rate[0])  # the operator's fee applies to this round's payments
         self.outcome.decisions = out
         return out
+
+    def decide(self) -> dict[str, Batch]:
+        """``adecide`` on the simulation's own event loop (one loop, so the HTTP client is reused)."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self.adecide())
 
     def clear(self) -> None:
         w, s, o = self.world, self.scenario, self.outcome
@@ -289,9 +330,11 @@ class Simulation:
         rounds: int | None = None,
         overwrite: bool = False,
         on_round: Callable[[int, dict[str, Any]], None] | None = None,
+        replay_from: str | Path | None = None,
     ) -> Path | None:
         """Run the remaining rounds through the LangGraph round graph; record to ``out`` if given.
 
+        ``replay_from`` is a run directory whose recorded LLM answers are replayed (no network).
         Returns the run directory. A conservation failure stops the run: the tables so far are
         kept, the manifest says ``failed`` with the error, and the error is raised.
         """
@@ -299,15 +342,29 @@ class Simulation:
         from tokenomy.rounds import RoundContext, run_rounds
 
         total = rounds if rounds is not None else self.scenario.rounds
+        replay = Path(replay_from) / "llm-cache.sqlite" if replay_from is not None else None
+        if replay is not None and not replay.is_file():
+            raise LLMConfigError(f"{replay_from}: no recorded LLM answers to replay (llm-cache.sqlite missing)")
+        if out is not None:
+            RunWriter.check(Path(out), overwrite=overwrite)
+        if self.llm is None:  # before the run directory exists: a missing key creates nothing
+            self.attach_llm(replay=replay is not None)
         recorder = Recorder.open(self, Path(out), overwrite=overwrite) if out is not None else None
+        if recorder is not None:
+            self.open_llm_cache(recorder.path / "llm-cache.sqlite", replay_from=replay)
+        elif replay is not None and self.llm is not None:
+            self.llm.decider.cache = AnswerCache(replay, read_only=True)
         try:
             run_rounds(RoundContext(self, recorder, on_round), first=self.world.round, last=self.world.round + total)
         except BaseException as exc:
             if recorder is not None:
-                recorder.close("failed", error=f"{type(exc).__name__}: {exc}")
+                recorder.close("failed", self, error=redact(f"{type(exc).__name__}: {exc}"))
             raise
+        finally:
+            if self.llm is not None and self.llm.decider.cache is not None:
+                self.llm.decider.cache.close()
         if recorder is not None:
-            recorder.close("finished")
+            recorder.close("finished", self)
             return recorder.path
         return None
 

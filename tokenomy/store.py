@@ -101,15 +101,20 @@ class RunWriter:
     _buffers: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
     _manifest: dict[str, Any] = field(default_factory=dict)
 
+    @staticmethod
+    def check(path: Path, *, overwrite: bool = False) -> None:
+        """Raise :class:`RunDirError` unless ``path`` can take a new run."""
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path}: exists and is not a directory (choose another --out)")
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise RunDirError(f"{path}: directory exists and is not empty (choose another --out, or --overwrite)")
+
     @classmethod
     def create(cls, path: Path, manifest: dict[str, Any], *, overwrite: bool = False) -> RunWriter:
         path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise RunDirError(f"{path}: exists and is not a directory (choose another --out)")
+        cls.check(path, overwrite=overwrite)
         if path.exists() and any(path.iterdir()):
-            if not overwrite:
-                raise RunDirError(f"{path}: directory exists and is not empty (choose another --out, or --overwrite)")
-            for name in [*(f"{t}.parquet" for t in TABLES), "manifest.json"]:
+            for name in [*(f"{t}.parquet" for t in TABLES), "manifest.json", "llm-cache.sqlite"]:
                 (path / name).unlink(missing_ok=True)
             for snap in (path / "snapshots").glob("*.snap") if (path / "snapshots").exists() else []:
                 snap.unlink()
