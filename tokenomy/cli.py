@@ -18,6 +18,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tokenomy.policies.llm import LLMConfigError
+from tokenomy.policies.prompts import PromptError
 from tokenomy.scenario import ScenarioError, bundled_scenarios, load_scenario
 from tokenomy.store import RunDirError
 
@@ -63,6 +65,12 @@ def run(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="reuse a non-empty --out directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the LLM calls, tokens and cost the run would make; call nothing")
+    ] = False,
+    replay: Annotated[
+        Path | None, typer.Option("--replay", help="replay the LLM answers recorded in this run directory (no network)")
+    ] = None,
 ) -> None:
     """Run a scenario and write its run directory."""
     from tokenomy.simulation import Simulation
@@ -71,6 +79,9 @@ def run(
         sc = load_scenario(scenario, set_ or [], rounds=rounds, seed=seed)
     except ScenarioError as exc:
         _fail(str(exc))
+        return
+    if dry_run:
+        _dry_run(sc)
         return
     if out is None:
         out = Path("runs") / f"{sc.name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -95,12 +106,14 @@ def run(
             bar.advance(task)
 
         try:
-            path = sim.run(out, overwrite=overwrite, on_round=on_round)
-        except RunDirError as exc:
+            path = sim.run(out, overwrite=overwrite, on_round=on_round, replay_from=replay)
+        except (RunDirError, LLMConfigError, PromptError) as exc:
             _fail(str(exc))
             return
     elapsed = time.perf_counter() - started
     _summary(sc.name, rows, elapsed, sc.households)
+    if sim.llm is not None:
+        _llm_summary(sim)
     console.print(f"run directory: [bold]{path}[/]  (open with tokenomy.open_run)")
 
 
@@ -122,6 +135,127 @@ def _summary(name: str, rows: list[dict[str, Any]], elapsed: float, households: 
         f"{len(rows)} rounds in {elapsed:.1f} s "
         f"({households * len(rows) / max(elapsed, 1e-9):,.0f} household-rounds/s); money conserved every round"
     )
+
+
+def _llm_summary(sim: Any) -> None:
+    d = sim.llm.decider
+    u = d.usage
+    t = Table(title="LLM usage", title_justify="left")
+    for col in ("role", "decisions", "calls", "input tokens", "output tokens", "cache hits", "fallbacks"):
+        t.add_column(col, justify="left" if col == "role" else "right")
+    for role, r in u.by_role.items():
+        t.add_row(
+            role,
+            *(
+                f"{int(r[k]):,}"
+                for k in ("decisions", "calls", "input_tokens", "output_tokens", "cache_hits", "fallbacks")
+            ),
+        )
+    console.print(t)
+    cost = (
+        f"estimated cost ${u.cost_usd:,.4f}"
+        if d.cfg.price_input_per_million or d.cfg.price_output_per_million
+        else "no prices set (llm.price_input_per_million, llm.price_output_per_million)"
+    )
+    console.print(f"model {d.cfg.model}; structured output: {d.method or 'none worked'}; {cost}")
+    if u.capped:
+        console.print(
+            f"[yellow]{u.capped} in round {u.capped_round}: the rest of the run used the rule-based policy[/]"
+        )
+
+
+def _dry_run(sc: Any) -> None:
+    from tokenomy.policies.llm import TYPICAL_OUTPUT_TOKENS, estimate
+    from tokenomy.simulation import Simulation
+
+    if not sc.llm_roles():
+        console.print(f'{sc.name}: no LLM-driven roles (set roles.<role>.policy = "llm"): 0 calls, no cost')
+        return
+    try:
+        rows = estimate(Simulation(sc))
+    except PromptError as exc:
+        _fail(str(exc))
+        return
+    t = Table(title=f"{sc.name}: LLM calls over {sc.rounds} rounds (dry run: nothing was called)", title_justify="left")
+    for col in ("role", "LLM agents", "calls / round", "calls", "input tokens", "output tokens", "cost USD"):
+        t.add_column(col, justify="left" if col == "role" else "right")
+    for r in rows:
+        t.add_row(
+            r["role"],
+            f"{r['agents']:,}",
+            f"{r['calls_per_round']:,}",
+            f"{r['calls']:,}",
+            f"{r['input_tokens']:,}",
+            f"{r['output_tokens']:,}",
+            f"{r['cost_usd']:,.4f}",
+        )
+    t.add_row(
+        "total",
+        "",
+        "",
+        f"{sum(r['calls'] for r in rows):,}",
+        f"{sum(r['input_tokens'] for r in rows):,}",
+        f"{sum(r['output_tokens'] for r in rows):,}",
+        f"{sum(r['cost_usd'] for r in rows):,.4f}",
+        style="bold",
+    )
+    console.print(t)
+    console.print(
+        f"model {sc.llm.model}; input tokens = prompt characters / 4; output tokens assume {TYPICAL_OUTPUT_TOKENS}"
+        f" a call (ceiling llm.max_output_tokens = {sc.llm.max_output_tokens})"
+        + ("; capped by llm.max_calls" if sc.llm.max_calls is not None else "")
+    )
+
+
+@app.command("llm-check")
+def llm_check(
+    scenario: Annotated[str, typer.Argument(help="bundled scenario name or TOML path")] = "baseline",
+    set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="override a field: --set llm.model=...")] = None,
+) -> None:
+    """Send one real decision request per LLM role and report what came back."""
+    import asyncio
+
+    from tokenomy.policies.llm import LLMDecider
+    from tokenomy.policies.prompts import load_prompt, user_message
+    from tokenomy.simulation import Simulation
+
+    try:
+        sc = load_scenario(scenario, set_ or [])
+        decider = LLMDecider(sc.llm, seed=sc.seed)
+    except (ScenarioError, LLMConfigError) as exc:
+        _fail(str(exc))
+        return
+    sim = Simulation(sc)
+    view = sim.observe()
+    roles = sc.llm_roles() or list(sim.roles)  # no LLM roles yet: check them all
+    t = Table(title=f"llm-check: {sc.llm.model} at {sc.llm.base_url or 'api.openai.com'}", title_justify="left")
+    for col in ("role", "valid decision", "method", "latency ms", "input tokens", "output tokens"):
+        t.add_column(col)
+
+    async def check() -> bool:
+        ok = True
+        for role in roles:
+            r = sim.roles[role]
+            cfg = getattr(sc.roles, role)
+            try:
+                system = load_prompt(role, cfg.prompt).render(
+                    decision=r.decision_model, persona=cfg.persona, policy_text=cfg.policy_text
+                )
+            except PromptError as exc:
+                _fail(str(exc))
+            o = await decider.ask(
+                r.decision_model, system, user_message(0, r.observe(sim.world, view, 0), r.decision_model)
+            )
+            ok &= o.decision is not None
+            valid = "[green]yes[/]" if o.decision is not None else f"[red]no[/]: {escape(o.fallback_reason)}"
+            method = o.method if o.decision is not None else "-"
+            t.add_row(role, valid, method or "-", f"{o.latency_ms:,.0f}", str(o.input_tokens), str(o.output_tokens))
+        return ok
+
+    ok = asyncio.run(check())
+    console.print(t)
+    if not ok:
+        raise typer.Exit(1)
 
 
 @app.command()

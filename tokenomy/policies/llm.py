@@ -36,7 +36,16 @@ if TYPE_CHECKING:
     from tokenomy.scenario import LLM, Scenario
     from tokenomy.simulation import Simulation
 
-__all__ = ["CallOutcome", "LLMConfigError", "LLMDecider", "LLMPolicy", "archetype_groups", "redact", "select_agents"]
+__all__ = [
+    "CallOutcome",
+    "LLMConfigError",
+    "LLMDecider",
+    "LLMPolicy",
+    "archetype_groups",
+    "estimate",
+    "redact",
+    "select_agents",
+]
 
 METHODS = {"json_schema": "json_schema", "tools": "function_calling", "json_mode": "json_mode"}
 AUTO_ORDER = ("json_schema", "tools", "json_mode")
@@ -455,3 +464,47 @@ class LLMPolicy:
         if self.decider.cache is not None:
             self.decider.cache.commit()
         return records
+
+
+# -- budgeting before spending ------------------------------------------------------------------
+TYPICAL_OUTPUT_TOKENS = 120  # a one-sentence rationale and the fields; max_output_tokens is the ceiling
+
+
+def estimate(sim: Simulation) -> list[dict[str, Any]]:
+    """What a run would ask of the model, without calling it: per role, from round 0's prompts.
+
+    Calls per round are the LLM-driven agents (or the archetypes of round 0); input tokens are the
+    prompts' length / 4 (a common rule of thumb for English text); output tokens are a typical
+    ``TYPICAL_OUTPUT_TOKENS`` and at most ``llm.max_output_tokens``.
+    """
+    sc = sim.scenario
+    policy = LLMPolicy(sc, LLMDecider(sc.llm, seed=sc.seed, replay=True))  # replay: no key, no client
+    if sim.view is None:
+        sim.observe()
+    calls = policy.plan(sim)
+    out_tokens = min(TYPICAL_OUTPUT_TOKENS, sc.llm.max_output_tokens)
+    rows: list[dict[str, Any]] = []
+    for role in policy.roles:
+        mine = [c for c in calls if c.role == role]
+        per_round = len(mine)
+        tin = int(np.mean([(len(c.system) + len(c.user)) / 4 for c in mine])) if mine else 0
+        rows.append(
+            {
+                "role": role,
+                "agents": int(policy.agents[role].size),
+                "calls_per_round": per_round,
+                "calls": per_round * sc.rounds,
+                "input_tokens": tin * per_round * sc.rounds,
+                "output_tokens": out_tokens * per_round * sc.rounds,
+            }
+        )
+    total_calls = sum(r["calls"] for r in rows)
+    cap = sc.llm.max_calls
+    scale = min(1.0, cap / total_calls) if cap is not None and total_calls else 1.0
+    for r in rows:
+        for k in ("calls", "input_tokens", "output_tokens"):
+            r[k] = int(r[k] * scale)
+        r["cost_usd"] = (
+            r["input_tokens"] * sc.llm.price_input_per_million + r["output_tokens"] * sc.llm.price_output_per_million
+        ) / 1e6
+    return rows

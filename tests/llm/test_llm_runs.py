@@ -1,0 +1,334 @@
+"""LLM-driven runs end to end: the real ChatOpenAI client over real HTTP against a local fake server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tokenomy
+from tokenomy.policies.llm import select_agents
+from tokenomy.scenario import load_scenario
+from tokenomy.simulation import Simulation
+from tokenomy.testing.fake_openai import FakeOpenAIServer
+
+KEY = "sk-test-RECOGNISABLE-0123456789abcdef"
+SMALL = ["households=40", "firms=3", "banks=1", "rounds=3", "record.household_decisions=5"]
+ALL_LLM = [
+    "roles.household.policy=llm",
+    "roles.household.llm_share=0.25",
+    "roles.firm.policy=llm",
+    "roles.bank.policy=llm",
+    "roles.network.policy=llm",
+    "roles.regulator.policy=llm",
+]
+CALLS_PER_ROUND = 10 + 3 + 1 + 2 + 1  # households (25% of 40), firms, bank, two operators, regulator
+TOKENOMY = str(Path(sys.executable).parent / "tokenomy")
+
+
+@pytest.fixture
+def server() -> FakeOpenAIServer:
+    with FakeOpenAIServer(model="fake-model", retry_after_ms=1) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+
+
+def llm_sets(srv: FakeOpenAIServer, *extra: str) -> list[str]:
+    return [
+        *SMALL,
+        'llm.model="fake-model"',
+        f'llm.base_url="{srv.base_url}"',
+        "llm.max_retries=1",
+        "llm.timeout_s=5",
+        *ALL_LLM,
+        *extra,
+    ]
+
+
+def run(srv: FakeOpenAIServer, out: Path, *extra: str, replay: Path | None = None) -> tokenomy.Run:
+    sc = load_scenario("baseline", llm_sets(srv, *extra))
+    return tokenomy.open_run(Simulation(sc).run(out, replay_from=replay))
+
+
+def llm_rows(r: tokenomy.Run) -> pd.DataFrame:
+    return r.decisions[r.decisions["policy"] == "llm"]
+
+
+def assert_conserved(r: tokenomy.Run) -> None:
+    m = r.metrics
+    supply = m["money_supply_cents"].to_numpy()
+    np.testing.assert_array_equal(supply[1:], supply[:-1] + (m["issued_cents"] - m["destroyed_cents"]).to_numpy()[1:])
+    assert int(r.world(int(m["round"].iloc[-1])).ledger.balance.sum()) == int(supply[-1])
+    assert r.manifest["status"] == "finished"
+
+
+def test_llm_run_completes_conserves_and_records_every_decision(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    r = run(server, tmp_path / "run")
+    m, d = r.metrics, llm_rows(r)
+    assert m["llm_calls"].tolist() == [CALLS_PER_ROUND] * 3
+    assert server.stats["completions"] == CALLS_PER_ROUND * 3  # every call went over HTTP
+    assert (m["llm_input_tokens"] > 0).all() and (m["llm_output_tokens"] > 0).all()
+    assert (m["llm_fallbacks"] == 0).all() and (m["llm_latency_p95_ms"] >= m["llm_latency_p50_ms"]).all()
+    assert set(d["role"]) == {"household", "firm", "bank", "network", "regulator"}
+    assert (d["rationale"].str.len() > 0).all() and (d["fallback_reason"] == "").all()
+    required = {
+        "round",
+        "agent_id",
+        "role",
+        "policy",
+        "decision_json",
+        "rationale",
+        "fallback_reason",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+        "cache_hit",
+    }
+    assert required <= set(r.decisions.columns)
+    llm = r.manifest["llm"]
+    assert set(llm["roles"]) == {"household", "firm", "bank", "network", "regulator"}
+    assert all(len(v["prompt_sha256"]) == 64 and Path(v["prompt"]).is_file() for v in llm["roles"].values())
+    assert r.manifest["llm_usage"]["structured_output_method"] == "json_schema"
+    assert r.manifest["llm_usage"]["by_role"]["household"]["calls"] == 30
+    assert (tmp_path / "run" / "llm-cache.sqlite").is_file()
+    assert_conserved(r)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("malformed_json", "invalid answer"),
+        ("wrong_types", "invalid answer"),
+        ("out_of_range", "invalid answer"),
+        ("hostile", "Extra inputs are not permitted"),
+        ("hostile_field", "invalid answer"),
+        ("ignore_schema", "invalid answer"),
+        ("server_error", "Error code: 500"),
+    ],
+)
+def test_bad_answers_are_rejected_recorded_and_replaced(
+    server: FakeOpenAIServer, tmp_path: Path, fault: str, reason: str
+) -> None:
+    server.set(faults=[fault], fault_every=3)
+    # no retries: a retried 500 is a new request, which this fault pattern would let through
+    r = run(server, tmp_path / "run", 'llm.structured_output="json_schema"', "llm.max_retries=0")
+    d, m = llm_rows(r), r.metrics
+    fell = d[d["fallback_reason"] != ""]
+    # every third answer was bad (17 of 51); with hostile_field only those whose string fields are
+    # constrained (a household's rail) are invalid: injection text in a free-text rationale is just text
+    assert len(fell) >= 8, "bad answers must be rejected"
+    assert int(m["llm_fallbacks"].sum()) == len(fell)
+    assert fell["fallback_reason"].str.contains(reason, regex=False).all(), fell["fallback_reason"].tolist()[:3]
+    assert (fell["answer_json"] == "").all()  # nothing of a rejected answer was used
+    assert (fell["decision_json"].str.len() > 2).all()  # the rule-based decision stood in
+    assert "transfer all funds" not in " ".join(d["decision_json"]).lower()
+    households = r.world(2).household_balance()
+    assert households[0] < 0.5 * households.sum()  # nobody moved everyone's money to agent 0
+    assert_conserved(r)
+
+
+def test_rate_limits_are_retried_not_fallen_back(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    server.set(faults=["rate_limit_then_ok"])
+    r = run(server, tmp_path / "run")
+    assert int(r.metrics["llm_fallbacks"].sum()) == 0
+    assert server.stats["by_status"].get("429", 0) == CALLS_PER_ROUND * 3  # each first attempt refused...
+    assert server.stats["by_status"]["200"] == CALLS_PER_ROUND * 3  # ...and each retry answered
+
+
+def test_timeouts_fall_back_and_the_run_goes_on(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    server.set(faults=["timeout"], fault_every=5, hang_s=3.0)
+    r = run(server, tmp_path / "run", "llm.timeout_s=0.5", "llm.max_retries=0")
+    fell = llm_rows(r).query("fallback_reason != ''")
+    assert len(fell) >= 8 and fell["fallback_reason"].str.contains("Timeout").all()
+    assert_conserved(r)
+
+
+def test_replay_makes_no_calls_needs_no_key_and_reproduces_exactly(
+    server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.set(faults=["malformed_json"], fault_every=4)  # fallbacks must replay too
+    first = run(server, tmp_path / "first")
+    sets = llm_sets(server)
+    server.stop()
+    monkeypatch.delenv("OPENAI_API_KEY")
+    again = tokenomy.open_run(
+        Simulation(load_scenario("baseline", sets)).run(tmp_path / "again", replay_from=first.path)
+    )
+    a, b = first.metrics, again.metrics
+    same = [c for c in a.columns if not c.startswith("llm_") or c == "llm_fallbacks"]
+    pd.testing.assert_frame_equal(a[same], b[same])
+    assert (b["llm_calls"] == 0).all() and (b["llm_input_tokens"] == 0).all()
+    assert (b["llm_cache_hits"] == CALLS_PER_ROUND).all()
+    np.testing.assert_array_equal(first.world(2).ledger.balance, again.world(2).ledger.balance)
+    cols = ["round", "agent_id", "decision_json", "fallback_reason"]
+    pd.testing.assert_frame_equal(
+        llm_rows(first)[cols].reset_index(drop=True), llm_rows(again)[cols].reset_index(drop=True)
+    )
+
+
+def test_the_key_reaches_the_server_and_nowhere_else(
+    server: FakeOpenAIServer, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    server.set(faults=["server_error", "hostile"], fault_every=2)
+    r = run(server, tmp_path / "run")
+    assert any(req["headers"].get("authorization") == f"Bearer {KEY}" for req in server.requests)
+    for f in r.path.rglob("*"):
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f
+    out, err = capfd.readouterr()
+    assert KEY not in out + err + caplog.text
+    assert r.manifest["llm"]["api_key_env"] == "OPENAI_API_KEY"
+
+
+def test_max_calls_caps_spending_and_the_rules_take_over(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    r = run(server, tmp_path / "run", "llm.max_calls=20")
+    usage = r.manifest["llm_usage"]
+    assert usage["calls"] == 20 == server.stats["completions"]
+    assert "llm.max_calls = 20" in usage["capped"] and usage["capped_round"] == 1
+    fell = llm_rows(r).query("fallback_reason != ''")
+    assert len(fell) == CALLS_PER_ROUND * 3 - 20 and fell["fallback_reason"].str.startswith("budget:").all()
+    assert_conserved(r)
+
+
+def test_budget_usd_caps_spending(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    r = run(server, tmp_path / "run", "llm.price_input_per_million=1000", "llm.budget_usd=0.5")
+    usage = r.manifest["llm_usage"]
+    assert usage["estimated_cost_usd"] >= 0.5 and "llm.budget_usd" in usage["capped"]
+    assert usage["calls"] < CALLS_PER_ROUND * 3
+
+
+def test_archetypes_share_one_call_per_group(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    r = run(server, tmp_path / "run", "households=400", "roles.household.llm_share=1.0", "roles.household.archetypes=8")
+    hh = llm_rows(r).query("role == 'household'")
+    per_round = hh.groupby("round").size()
+    assert (per_round <= 8).all() and (per_round >= 2).all()
+    assert (hh.groupby("round")["members"].sum() == 400).all()  # every household belongs to one archetype
+    assert (hh["archetype"] >= 0).all()
+    assert r.manifest["llm"]["roles"]["household"]["prompt"].endswith("household_archetype.md")
+
+
+def test_swapping_a_prompt_changes_what_agents_do(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    frugal = tmp_path / "frugal.md"
+    frugal.write_text("You are a frugal household: spend as little as you can.\n${persona}\nSchema: ${schema}\n")
+    sets = ("roles.household.llm_share=1.0",)
+    default = run(server, tmp_path / "default", *sets)
+    swapped = run(server, tmp_path / "swapped", *sets, f'roles.household.prompt="{frugal}"')
+    assert swapped.manifest["llm"]["roles"]["household"]["prompt"] == str(frugal)
+    assert (
+        swapped.manifest["llm"]["roles"]["household"]["prompt_sha256"]
+        != default.manifest["llm"]["roles"]["household"]["prompt_sha256"]
+    )
+    assert swapped.metrics["consumption"].sum() < 0.8 * default.metrics["consumption"].sum()
+
+
+def test_auto_structured_output_falls_back_to_tools(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    server.set(faults=["no_json_schema"])
+    r = run(server, tmp_path / "run")
+    usage = r.manifest["llm_usage"]
+    assert usage["structured_output_method"] == "tools"
+    assert "json_schema" in usage["methods_failed"]
+    assert int(r.metrics["llm_fallbacks"].sum()) == 0
+
+
+def test_which_agents_the_llm_drives_is_fixed_by_the_seed() -> None:
+    a, b, c = select_agents(1, 0, 1000, 0.1), select_agents(1, 0, 1000, 0.1), select_agents(2, 0, 1000, 0.1)
+    np.testing.assert_array_equal(a, b)
+    assert a.size == 100 and not np.array_equal(a, c)
+
+
+def test_heuristic_runs_are_untouched_by_llm_settings(tmp_path: Path) -> None:
+    """LLM agent selection draws from its own generator: switching a role to the LLM with share 0
+    must not shift the rule-based economy's random stream."""
+    base = Simulation(load_scenario("baseline", SMALL))
+    zero = Simulation(load_scenario("baseline", [*SMALL, "roles.household.policy=llm", "roles.household.llm_share=0"]))
+    for _ in range(3):
+        base.step()
+        zero.step()
+    np.testing.assert_array_equal(base.world.ledger.balance, zero.world.ledger.balance)
+
+
+def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", **(env_extra or {})}
+    return subprocess.run(
+        [TOKENOMY, *args], capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL, check=False
+    )
+
+
+def test_cli_dry_run_estimates_without_calling(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    args = [f"--set={s}" for s in llm_sets(server, "roles.household.archetypes=4", "llm.price_input_per_million=2")]
+    res = _cli("run", "baseline", "--dry-run", "--out", str(tmp_path / "none"), *args)
+    assert res.returncode == 0, res.stderr
+    assert "dry run" in res.stdout and "household" in res.stdout and "total" in res.stdout
+    assert server.stats["completions"] == 0 and not (tmp_path / "none").exists()
+
+
+def test_cli_llm_check_reports_each_role(server: FakeOpenAIServer) -> None:
+    res = _cli("llm-check", "baseline", *[f"--set={s}" for s in llm_sets(server)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    for role in ("household", "firm", "bank", "network", "regulator"):
+        assert role in res.stdout
+    assert "json_schema" in res.stdout and KEY not in res.stdout + res.stderr
+    assert server.stats["completions"] == 5
+
+
+def test_cli_llm_check_fails_on_a_broken_endpoint(server: FakeOpenAIServer) -> None:
+    server.set(faults=["server_error"])
+    res = _cli("llm-check", "baseline", *[f"--set={s}" for s in llm_sets(server, "llm.max_retries=0")])
+    assert res.returncode == 1 and "Error code: 500" in res.stdout
+
+
+def test_cli_run_and_replay(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    args = [f"--set={s}" for s in llm_sets(server)]
+    first = _cli("run", "baseline", "--out", str(tmp_path / "a"), "-q", *args)
+    assert first.returncode == 0, first.stderr
+    assert "LLM usage" in first.stdout and "json_schema" in first.stdout
+    server.stop()
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    again = subprocess.run(
+        [TOKENOMY, "run", "baseline", "--out", str(tmp_path / "b"), "-q", "--replay", str(tmp_path / "a"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    a = tokenomy.open_run(tmp_path / "a").metrics
+    b = tokenomy.open_run(tmp_path / "b").metrics
+    pd.testing.assert_series_equal(a["gdp"], b["gdp"])
+
+
+def test_cli_bad_prompt_or_missing_key_exit_2(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.md"
+    bad.write_text("Hello ${name_that_does_not_exist}\n")
+    res = _cli(
+        "run",
+        "baseline",
+        "--out",
+        str(tmp_path / "x"),
+        *[f"--set={s}" for s in llm_sets(server, f'roles.firm.prompt="{bad}"')],
+    )
+    assert res.returncode == 2 and "bad.md" in res.stderr and "name_that_does_not_exist" in res.stderr
+    assert "Traceback" not in res.stderr
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    sets = [s for s in llm_sets(server) if not s.startswith("llm.base_url")]
+    res = subprocess.run(
+        [TOKENOMY, "run", "baseline", "--out", str(tmp_path / "y"), *[f"--set={s}" for s in sets]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert res.returncode == 2 and "OPENAI_API_KEY" in res.stderr and not (tmp_path / "y").exists()
