@@ -222,7 +222,7 @@ def test_swapping_a_prompt_changes_what_agents_do(server: FakeOpenAIServer, tmp_
     sets = ("roles.household.llm_share=1.0",)
     default = run(server, tmp_path / "default", *sets)
     swapped = run(server, tmp_path / "swapped", *sets, f'roles.household.prompt="{frugal}"')
-    assert swapped.manifest["llm"]["roles"]["household"]["prompt"] == str(frugal)
+    assert swapped.manifest["llm"]["roles"]["household"]["prompt"] == str(frugal.resolve())
     assert (
         swapped.manifest["llm"]["roles"]["household"]["prompt_sha256"]
         != default.manifest["llm"]["roles"]["household"]["prompt_sha256"]

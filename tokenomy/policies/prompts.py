@@ -47,7 +47,7 @@ class PromptTemplate:
 
 def load_prompt(name: str, override: str | None = None) -> PromptTemplate:
     """The bundled template for ``name``, or the user's file; checked for unknown placeholders."""
-    path = Path(override) if override else bundled_prompt_path(name)
+    path = Path(override).expanduser().resolve() if override else bundled_prompt_path(name)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
