@@ -179,13 +179,15 @@ def test_the_key_reaches_the_server_and_nowhere_else(
     server: FakeOpenAIServer, tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     server.set(faults=["server_error", "hostile"], fault_every=2)
+    caplog.set_level("WARNING", logger="tokenomy")
     r = run(server, tmp_path / "run")
     assert any(req["headers"].get("authorization") == f"Bearer {KEY}" for req in server.requests)
     for f in r.path.rglob("*"):
         if f.is_file():
             assert KEY.encode() not in f.read_bytes(), f
     out, err = capfd.readouterr()
-    assert KEY not in out + err + caplog.text
+    assert "LLM answer rejected" in caplog.text  # the failures were logged...
+    assert KEY not in out + err + caplog.text  # ...without the key
     assert r.manifest["llm"]["api_key_env"] == "OPENAI_API_KEY"
 
 

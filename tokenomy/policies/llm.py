@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import re
 import time
@@ -51,6 +52,7 @@ __all__ = [
 SHARD = 16  # concurrent calls per HTTP client (see LLMDecider._make_chat)
 AUTO_ORDER = ("json_schema", "tools", "json_mode")
 ROLE_ORDER = ("household", "firm", "bank", "network", "regulator")
+log = logging.getLogger(__name__)
 _KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
 
 
@@ -316,6 +318,7 @@ class LLMDecider:
 
     def _fail(self, method: str, t0: float, reason: str, *, called: bool) -> CallOutcome:
         text = redact(reason, (self._key,))[:500]
+        log.warning("LLM answer rejected (%s), the rule-based decision stands in: %s", method, text)
         return CallOutcome(
             None, fallback_reason=text, latency_ms=(time.perf_counter() - t0) * 1000, method=method, called=called
         )
