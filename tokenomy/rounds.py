@@ -12,7 +12,6 @@ LangGraph does not checkpoint. All per-agent work happens inside the ``decide`` 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+
+from tokenomy._sync import run_sync
 
 if TYPE_CHECKING:
     from tokenomy.recording import Recorder
@@ -100,4 +101,4 @@ def run_rounds(ctx: RoundContext, *, first: int, last: int, checkpointer: Any = 
     graph = build_round_graph(checkpointer)
     state: RoundState = {"round": first, "last": last, "policy": "heuristic", "snapshot_id": None}
     limit = (last - first) * len(PHASES) + 10
-    return asyncio.run(graph.ainvoke(state, config={"recursion_limit": limit}, context=ctx))  # type: ignore[no-any-return]
+    return run_sync(graph.ainvoke(state, config={"recursion_limit": limit}, context=ctx))  # type: ignore[no-any-return]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from tokenomy._sync import run_sync
 from tokenomy.agents.bank import BankBatch, Banks, grant_loans
 from tokenomy.agents.base import Batch, MarketView
 from tokenomy.agents.firm import FirmBatch, Firms, debt_service, fit_to_funds, robot_tax_due
@@ -150,7 +151,7 @@ class Simulation:
         """``adecide`` on the simulation's own event loop (one loop, so the HTTP client is reused)."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(self.adecide())
+        return run_sync(self.adecide(), self._loop)
 
     def clear(self) -> None:
         w, s, o = self.world, self.scenario, self.outcome

@@ -211,3 +211,14 @@ def test_open_run_tables_and_market_graph(tmp_path: Path) -> None:
     assert set(dec["role"]) == {"household", "firm", "bank", "network", "regulator"}
     assert run.manifest["scenario"]["households"] == 150 and run.manifest["seed"] == sc.seed
     assert "numpy" in run.manifest["versions"]
+
+
+async def test_runs_and_steps_work_inside_a_running_event_loop(tmp_path: Path) -> None:
+    """Jupyter runs an event loop in the user's thread: run() and step() must still work there."""
+    sc = load_scenario("baseline", SMALL)
+    path = Simulation(sc).run(tmp_path / "nb")
+    assert tokenomy.open_run(path).manifest["status"] == "finished"
+    sim = Simulation(sc)
+    sim.step()
+    sim.step()
+    assert sim.world.round == 2
