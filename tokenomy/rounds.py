@@ -101,4 +101,5 @@ def run_rounds(ctx: RoundContext, *, first: int, last: int, checkpointer: Any = 
     graph = build_round_graph(checkpointer)
     state: RoundState = {"round": first, "last": last, "policy": "heuristic", "snapshot_id": None}
     limit = (last - first) * len(PHASES) + 10
-    return run_sync(graph.ainvoke(state, config={"recursion_limit": limit}, context=ctx))  # type: ignore[no-any-return]
+    coro = graph.ainvoke(state, config={"recursion_limit": limit}, context=ctx)
+    return run_sync(coro, ctx.sim.event_loop())  # type: ignore[no-any-return]

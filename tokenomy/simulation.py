@@ -147,11 +147,16 @@ class Simulation:
         self.outcome.decisions = out
         return out
 
-    def decide(self) -> dict[str, Batch]:
-        """``adecide`` on the simulation's own event loop (one loop, so the HTTP client is reused)."""
-        if self._loop is None:
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The simulation's own event loop: every round runs on it, so the LLM clients' connections
+        (bound to the loop that opened them) stay usable across ``step`` and repeated ``run`` calls."""
+        if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
-        return run_sync(self.adecide(), self._loop)
+        return self._loop
+
+    def decide(self) -> dict[str, Batch]:
+        """``adecide`` on the simulation's own event loop."""
+        return run_sync(self.adecide(), self.event_loop())
 
     def clear(self) -> None:
         w, s, o = self.world, self.scenario, self.outcome
@@ -361,9 +366,10 @@ class Simulation:
             if recorder is not None:
                 recorder.close("failed", self, error=redact(f"{type(exc).__name__}: {exc}"))
             raise
-        finally:
+        finally:  # the cache belongs to this run's directory: close it and detach it
             if self.llm is not None and self.llm.decider.cache is not None:
                 self.llm.decider.cache.close()
+                self.llm.decider.cache = None
         if recorder is not None:
             recorder.close("finished", self)
             return recorder.path

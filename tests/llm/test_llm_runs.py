@@ -334,3 +334,13 @@ def test_cli_bad_prompt_or_missing_key_exit_2(server: FakeOpenAIServer, tmp_path
         check=False,
     )
     assert res.returncode == 2 and "OPENAI_API_KEY" in res.stderr and not (tmp_path / "y").exists()
+
+
+def test_a_simulation_can_be_run_on_for_more_rounds(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """Running on (a second run() on the same Simulation) reuses the LLM clients: no fallbacks."""
+    sim = Simulation(load_scenario("baseline", llm_sets(server, "rounds=2")))
+    sim.run(tmp_path / "a")
+    sim.step()
+    second = tokenomy.open_run(sim.run(tmp_path / "b", rounds=2))
+    assert list(second.metrics["round"]) == [3, 4]
+    assert int(second.metrics["llm_fallbacks"].sum()) == 0 and (second.metrics["llm_calls"] > 0).all()
