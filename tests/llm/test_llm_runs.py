@@ -344,3 +344,15 @@ def test_a_simulation_can_be_run_on_for_more_rounds(server: FakeOpenAIServer, tm
     second = tokenomy.open_run(sim.run(tmp_path / "b", rounds=2))
     assert list(second.metrics["round"]) == [3, 4]
     assert int(second.metrics["llm_fallbacks"].sum()) == 0 and (second.metrics["llm_calls"] > 0).all()
+
+
+def test_endpoint_credentials_and_openai_without_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenomy.policies.llm import LLMConfigError, LLMDecider, _without_credentials
+    from tokenomy.scenario import LLM
+
+    assert _without_credentials("http://user:secret@host:8000/v1") == "http://host:8000/v1"
+    assert _without_credentials("http://localhost:8000/v1") == "http://localhost:8000/v1"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(LLMConfigError, match="OPENAI_API_KEY"):
+        LLMDecider(LLM(base_url="https://api.openai.com/v1"), seed=0)
+    LLMDecider(LLM(base_url="http://localhost:8000/v1"), seed=0)  # a local server needs no key

@@ -112,11 +112,23 @@ class Usage:
             self.output_tokens += o.output_tokens
 
 
+def _without_credentials(url: str | None) -> str | None:
+    """An endpoint fit for the manifest: ``user:password@`` removed."""
+    if not url or "@" not in url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _read_key(cfg: LLM) -> str:
     key = os.environ.get(cfg.api_key_env, "")
     if key:
         return key
-    if cfg.base_url:  # local servers (vLLM, Ollama, llama.cpp) accept any key
+    if cfg.base_url and "api.openai.com" not in cfg.base_url:  # local servers (vLLM, Ollama, llama.cpp) take any key
         return "not-needed"
     raise LLMConfigError(
         f"LLM roles need an API key: set the environment variable {cfg.api_key_env} "
@@ -440,7 +452,7 @@ class LLMPolicy:
                 for r in self.roles
             },
             "model": self.decider.cfg.model,
-            "base_url": self.decider.cfg.base_url,
+            "base_url": _without_credentials(self.decider.cfg.base_url),
             "api_key_env": self.decider.cfg.api_key_env,
             "structured_output": self.decider.cfg.structured_output,
         }
