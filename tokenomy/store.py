@@ -224,10 +224,11 @@ class Run:
         """The market graph of ``round_no``: stocks from its snapshot, flows from its payments."""
         from tokenomy.market.graph import MarketGraph
 
-        pay = self.payments
-        if not pay.empty:
-            pay = pay[pay["round"] == round_no]
-        return MarketGraph.from_world(self.world(round_no), pay)
+        world = self.world(round_no)
+        f = self.path / "payments.parquet"
+        # read just this round's rows: the whole table can be millions of rows
+        pay = pd.read_parquet(f, filters=[("round", "==", round_no)]) if f.exists() else pd.DataFrame()
+        return MarketGraph.from_world(world, pay)
 
 
 def _ranges(xs: list[int]) -> str:
