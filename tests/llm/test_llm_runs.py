@@ -247,15 +247,21 @@ def test_which_agents_the_llm_drives_is_fixed_by_the_seed() -> None:
     assert a.size == 100 and not np.array_equal(a, c)
 
 
-def test_heuristic_runs_are_untouched_by_llm_settings(tmp_path: Path) -> None:
-    """LLM agent selection draws from its own generator: switching a role to the LLM with share 0
-    must not shift the rule-based economy's random stream."""
+def test_a_fallback_is_exactly_the_rule_based_decision() -> None:
+    """With every LLM answer missing (replay with nothing recorded), the economy must equal the
+    rule-based one to the cent: a fallback is the rules' own decision, and choosing LLM agents
+    draws from its own generator, never from the simulation's."""
     base = Simulation(load_scenario("baseline", SMALL))
-    zero = Simulation(load_scenario("baseline", [*SMALL, "roles.household.policy=llm", "roles.household.llm_share=0"]))
+    llm = Simulation(load_scenario("baseline", [*SMALL, *ALL_LLM]))
+    llm.attach_llm(replay=True)  # no network, no key; every request misses
     for _ in range(3):
         base.step()
-        zero.step()
-    np.testing.assert_array_equal(base.world.ledger.balance, zero.world.ledger.balance)
+        llm.step()
+    assert len(llm.outcome.llm_records) == CALLS_PER_ROUND
+    assert all(r["fallback_reason"].startswith("replay:") for r in llm.outcome.llm_records)
+    np.testing.assert_array_equal(base.world.ledger.balance, llm.world.ledger.balance)
+    np.testing.assert_array_equal(base.world.h_employer, llm.world.h_employer)
+    assert base.rng.bit_generator.state == llm.rng.bit_generator.state
 
 
 def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
