@@ -300,11 +300,11 @@ async def test_requests_are_served_concurrently(srv: FakeOpenAIServer) -> None:
     llm = chat(srv).with_structured_output(HouseholdDecision, method="json_schema")
     await llm.ainvoke(prompt(HouseholdDecision))  # warm up the client's connection pool
     srv.set(latency_s=0.2)
-    t0 = time.perf_counter()
+    srv.reset()
     results = await asyncio.gather(*(llm.ainvoke(prompt(HouseholdDecision)) for _ in range(20)))
-    elapsed = time.perf_counter() - t0
     assert all(isinstance(r, HouseholdDecision) for r in results)
-    assert elapsed < 2.0, f"20 requests of 0.2 s took {elapsed:.2f} s: the server is not concurrent"
+    # concurrency shown by the server's own count of requests in flight at once (no clock: CI is noisy)
+    assert srv.stats["in_flight_peak"] >= 5, srv.stats  # a one-at-a-time server would show 1
 
 
 def test_hanging_request_does_not_block_others(srv: FakeOpenAIServer) -> None:

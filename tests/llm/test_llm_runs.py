@@ -72,10 +72,12 @@ def assert_conserved(r: tokenomy.Run) -> None:
 
 
 def test_llm_run_completes_conserves_and_records_every_decision(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    server.set(latency_s=0.2)  # answers overlap only if the client sends a round's calls together
     r = run(server, tmp_path / "run")
     m, d = r.metrics, llm_rows(r)
     assert m["llm_calls"].tolist() == [CALLS_PER_ROUND] * 3
     assert server.stats["completions"] == CALLS_PER_ROUND * 3  # every call went over HTTP
+    assert server.stats["in_flight_peak"] >= 5  # a round's calls are in flight together, not one by one
     assert (m["llm_input_tokens"] > 0).all() and (m["llm_output_tokens"] > 0).all()
     assert (m["llm_fallbacks"] == 0).all() and (m["llm_latency_p95_ms"] >= m["llm_latency_p50_ms"]).all()
     assert set(d["role"]) == {"household", "firm", "bank", "network", "regulator"}

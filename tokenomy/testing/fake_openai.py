@@ -323,9 +323,11 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         with self._lock:
             self._records.clear()
             self._rate_limited.clear()
+            self._in_flight = 0
             self._stats = {
                 "requests": 0,
                 "completions": 0,
+                "in_flight_peak": 0,
                 "by_status": {},
                 "by_mode": {},
                 "by_style": {},
@@ -356,6 +358,16 @@ class FakeOpenAIServer(ThreadingHTTPServer):
     def _count(self, table: str, key: str) -> None:
         with self._lock:
             self._stats[table][key] = self._stats[table].get(key, 0) + 1
+
+    def _enter(self) -> None:
+        """Count a completion in flight; ``stats["in_flight_peak"]`` proves concurrency without a clock."""
+        with self._lock:
+            self._in_flight += 1
+            self._stats["in_flight_peak"] = max(self._stats["in_flight_peak"], self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def _begin_completion(self) -> tuple[int, dict[str, Any]]:
         """The completion's 1-based counter and the switches it runs under (read once, consistently)."""
@@ -469,6 +481,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(rec, 200, {"config": self.server.config, "stats": self.server.stats})
 
     def _completion(self, rec: dict[str, Any]) -> None:
+        srv = self.server
+        srv._enter()
+        try:
+            self._complete(rec)
+        finally:
+            srv._leave()
+
+    def _complete(self, rec: dict[str, Any]) -> None:
         srv = self.server
         n, cfg = srv._begin_completion()
         req = rec["body"]
