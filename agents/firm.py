@@ -15,9 +15,9 @@ Rule-based policy, vectorised over firms:
   goods as capital; with the capital it has, it hires the least labour that meets planned output.
 * **Wages** rise when vacancies went unfilled and fall otherwise; unemployment (relative to
   ``unemployment_norm``) damps the rises and deepens the cuts, so the Phillips curve slopes down.
-* **Cash**: cash beyond this round's needs and a buffer of ``cash_buffer_rounds`` wage bills
-  first repays debt early, then ``payout_ratio`` of the rest is paid as dividends; a shortfall is
-  asked of the bank, and if equity issuance is on, also offered as new tokens.
+* **Cash**: dividends are ``payout_ratio`` of cash beyond this round's needs and a buffer of
+  ``cash_buffer_rounds`` wage bills; a shortfall is asked of the bank, and if equity issuance is
+  on, also offered as new tokens.
 """
 
 from __future__ import annotations
@@ -65,20 +65,12 @@ class FirmDecision(DecisionModel):
     investment_budget: float = Field(0.0, ge=0, le=1e12)
     dividend: float = Field(0.0, ge=0, le=1e12)
     loan_request: float = Field(0.0, ge=0, le=1e12)
-    loan_prepayment: float = Field(0.0, ge=0, le=1e12, description="principal repaid early from spare cash")
     issue_shares: int = Field(0, ge=0, le=10**12)
 
 
 @dataclass
 class FirmBatch(Batch):
-    money: ClassVar[tuple[str, ...]] = (
-        "price",
-        "wage_offer",
-        "investment_budget",
-        "dividend",
-        "loan_request",
-        "loan_prepayment",
-    )
+    money: ClassVar[tuple[str, ...]] = ("price", "wage_offer", "investment_budget", "dividend", "loan_request")
     model: ClassVar[type[DecisionModel]] = FirmDecision
     price: NDArray[np.float64]  # cents per unit
     wage_offer: NDArray[np.float64]  # cents per worker per round
@@ -87,7 +79,6 @@ class FirmBatch(Batch):
     dividend: NDArray[np.int64]  # cents
     loan_request: NDArray[np.int64]  # cents
     issue_shares: NDArray[np.int64]
-    loan_prepayment: NDArray[np.int64]  # cents
     notes: NDArray[np.object_]
 
 
@@ -119,7 +110,6 @@ class Firms:
         batch.dividend[i] = round(d.dividend * 100)
         batch.loan_request[i] = round(d.loan_request * 100)
         batch.issue_shares[i] = d.issue_shares
-        batch.loan_prepayment[i] = round(d.loan_prepayment * 100)
 
     def observe(self, world: World, view: MarketView, i: int) -> FirmObservation:
         return FirmObservation(
@@ -203,11 +193,9 @@ class Firms:
         fixed = debt_service(world, scenario) + robot_tax_due(world, scenario)
         need = wage_bill + fixed + invest_budget
         loan_req = np.maximum(need - bal, 0.0).astype(np.int64)
-        # spare cash pays down debt before it pays dividends (retained earnings, not a credit treadmill)
-        spare = np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)
-        left_on_loan = np.maximum(world.f_loan - np.ceil(world.f_loan * scenario.roles.bank.amortization), 0)
-        prepay = np.floor(np.minimum(spare, left_on_loan)).astype(np.int64)
-        dividend = np.floor(p.payout_ratio * (spare - prepay)).astype(np.int64)
+        dividend = np.floor(p.payout_ratio * np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)).astype(
+            np.int64
+        )
         issue = np.zeros(m, dtype=np.int64)
         if p.equity_issuance:
             tp = world.t_price[:m]
@@ -215,9 +203,7 @@ class Firms:
             issue = np.where(loan_req > 0, np.minimum(np.ceil(loan_req / np.maximum(tp, 1e-9)), cap), 0).astype(
                 np.int64
             )
-        return FirmBatch(
-            price, wage, target, invest_budget, dividend, loan_req, issue, prepay, np.full(m, "", dtype=object)
-        )
+        return FirmBatch(price, wage, target, invest_budget, dividend, loan_req, issue, np.full(m, "", dtype=object))
 
     def validate(self, world: World, batch: FirmBatch, scenario: Scenario) -> FirmBatch:
         """Reject impossible values; affordability is settled later by :func:`fit_to_funds`."""
@@ -240,7 +226,6 @@ class Firms:
             np.maximum(batch.dividend, 0),
             np.maximum(batch.loan_request, 0),
             issue,
-            np.clip(batch.loan_prepayment, 0, np.maximum(world.f_loan - debt_service(world, scenario), 0)),
             notes,
         )
 
@@ -256,8 +241,8 @@ def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scena
     """Cut a firm's plan to the cash it has (balance plus new credit).
 
     Contractual payments (debt service, robot tax) come first, then wages (the firm shrinks its
-    target workforce until the wage bill fits), then investment, then early repayment of debt,
-    and dividends only from what is left.
+    target workforce until the wage bill fits), then investment, and dividends only from what is
+    left.
     """
     fixed = debt_service(world, scenario) + robot_tax_due(world, scenario)
     room = np.maximum(funds - fixed, 0)
@@ -274,10 +259,6 @@ def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scena
     invest = np.minimum(batch.investment_budget, room)
     note(notes, invest < batch.investment_budget, "investment cut to funds")
     room = room - invest
-    prepay = np.minimum(batch.loan_prepayment, room)
-    room = room - prepay
     div = np.minimum(batch.dividend, room)
     note(notes, div < batch.dividend, "dividend cut to funds")
-    return FirmBatch(
-        batch.price, batch.wage_offer, target, invest, div, batch.loan_request, batch.issue_shares, prepay, notes
-    )
+    return FirmBatch(batch.price, batch.wage_offer, target, invest, div, batch.loan_request, batch.issue_shares, notes)

@@ -226,9 +226,6 @@ class Simulation:
         written = service_debt(w, interest, ds - interest)
         o.written_off = int(written.sum())
         ledger.transfer("robot_tax", firms, lay.state, robot_tax_due(w, s))
-        prepay = np.minimum(fm.loan_prepayment, w.f_loan)  # spare cash retires principal (destroyed)
-        ledger.destroy("loan_repayment", firms, prepay)
-        w.f_loan = w.f_loan - prepay
         assert o.grant is not None
         ledger.issue("loan", firms, o.grant)
         w.f_loan = w.f_loan + o.grant

@@ -142,7 +142,6 @@ def _firm(obs: Obs, persona: str) -> dict[str, Any]:
         "dividend": 0.0,
         "loan_request": 0.0,
         "issue_shares": 0,
-        "loan_prepayment": 0.0,
         "rationale": "fake rule-based policy: nudge price towards clearing, keep wage and staff",
     }
 
