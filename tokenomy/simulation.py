@@ -211,91 +211,102 @@ class Simulation:
         self._clear_tokens(hh, fm)
 
     def settle(self) -> tuple[int, int]:
+        """Post every payment of the round through the ledger, in this order, then check conservation."""
+        opening = self.world.household_balance().copy()
+        self._settle_debt_and_credit()
+        self._settle_wages()
+        self._settle_purchases()
+        self._settle_token_trades()
+        self._settle_capital_income_and_transfers(opening)
+        self._update_stocks()
+        w, o = self.world, self.outcome
+        o.postings = list(w.ledger.postings)
+        o.taxes = sum(int(x.amount.sum()) for x in o.postings if x.kind in ("income_tax", "robot_tax"))
+        o.issued, o.destroyed = w.ledger.close_round(w.round)
+        return o.issued, o.destroyed
+
+    def _settle_debt_and_credit(self) -> None:
+        """Debt service and robot tax first (reserved in ``fit_to_funds``), then new loans (issued)."""
         w, s, o = self.world, self.scenario, self.outcome
-        lay, ledger = w.layout, w.ledger
+        firms = w.layout.firm_accounts()
+        due = debt_service(w, s)
+        interest = np.floor(w.f_loan * w.f_loan_rate).astype(np.int64)
+        o.written_off = int(service_debt(w, interest, due - interest).sum())
+        w.ledger.transfer("robot_tax", firms, w.layout.state, robot_tax_due(w, s))
+        assert o.grant is not None
+        w.ledger.issue("loan", firms, o.grant)
+        w.f_loan = w.f_loan + o.grant
+
+    def _settle_wages(self) -> None:
+        """Every employed household is paid its firm's wage, income tax withheld for the state."""
+        w, o = self.world, self.outcome
+        emp = np.flatnonzero(w.h_employer >= 0)
+        gross = np.floor(w.f_wage[w.h_employer[emp]]).astype(np.int64)
+        payer = w.layout.firm_accounts()[w.h_employer[emp]]
+        pay_withholding(w.ledger, "wage", payer, emp.astype(np.int64), gross, w.income_tax, w.layout.state)
+        o.wages = np.zeros(w.n_households, dtype=np.int64)
+        o.wages[emp] = gross
+
+    def _settle_purchases(self) -> None:
+        """Goods bought in ``clear``: households over their rail, firms and the state by bank transfer."""
+        w, o = self.world, self.outcome
         hh: HouseholdBatch = o.decisions["household"]  # type: ignore[assignment]
+        p = o.purchases
+        assert p is not None
+        n, m = w.n_households, w.n_firms
+        is_hh, is_firm = p.buyer < n, (p.buyer >= n) & (p.buyer < n + m)
+        # buyer ids follow the account layout: households, then firms; the one past the firms is the state
+        buyer = np.where(is_hh | is_firm, p.buyer, w.layout.state)
+        rail = np.where(is_hh, hh.rail[np.minimum(p.buyer, n - 1)], int(Rail.BANK_TRANSFER)).astype(np.int64)
+        bank = np.where(
+            is_hh,
+            w.h_bank[np.minimum(p.buyer, n - 1)],
+            np.where(is_firm, w.f_loan_bank[np.clip(p.buyer - n, 0, m - 1)], 0),
+        )
+        seller = w.layout.firm_accounts()[p.seller]
+        o.fees = 0
+        for kind, mask in (("consumption", is_hh), ("investment", is_firm), ("government", ~is_hh & ~is_firm)):
+            o.fees += int(pay_goods(w, kind, buyer[mask], seller[mask], p.amount[mask], rail[mask], bank[mask]).sum())
+        w.h_spent = np.bincount(p.buyer[is_hh], weights=p.amount[is_hh], minlength=n).astype(np.int64)
+
+    def _settle_token_trades(self) -> None:
+        """Buyers pay sellers (an issuer sells newly minted tokens); then the holdings move."""
+        w, o = self.world, self.outcome
+        if not o.trade_legs:
+            return
+        tok, buyer, seller, shares, amount = o.trade_legs
+        bt = np.full(buyer.size, int(Rail.BANK_TRANSFER))
+        o.fees += int(pay_goods(w, "token_trade", buyer, seller, amount, bt, w.h_bank[buyer]).sum())
+        np.add.at(w.holdings, (buyer, tok), shares)
+        from_hh = seller < w.n_households
+        np.subtract.at(w.holdings, (seller[from_hh], tok[from_hh]), shares[from_hh])
+        np.add.at(w.t_outstanding, tok[~from_hh], shares[~from_hh])
+
+    def _settle_capital_income_and_transfers(self, opening: NDArray[np.int64]) -> None:
+        """Dividends of every issuer, deposit interest on opening balances, UBI."""
+        w, o = self.world, self.outcome
         fm: FirmBatch = o.decisions["firm"]  # type: ignore[assignment]
         bk: BankBatch = o.decisions["bank"]  # type: ignore[assignment]
         nw: NetworkBatch = o.decisions["network"]  # type: ignore[assignment]
-        opening_hh = w.household_balance().copy()
-        firms = lay.firm_accounts()
-
-        # debt and taxes on capital come first (they were reserved in fit_to_funds)
-        ds = debt_service(w, s)
-        interest = np.floor(w.f_loan * w.f_loan_rate).astype(np.int64)
-        written = service_debt(w, interest, ds - interest)
-        o.written_off = int(written.sum())
-        ledger.transfer("robot_tax", firms, lay.state, robot_tax_due(w, s))
-        assert o.grant is not None
-        ledger.issue("loan", firms, o.grant)
-        w.f_loan = w.f_loan + o.grant
-
-        # wages, with income tax withheld
-        emp = np.flatnonzero(w.h_employer >= 0)
-        gross_w = np.floor(w.f_wage[w.h_employer[emp]]).astype(np.int64)
-        pay_withholding(
-            ledger, "wage", firms[w.h_employer[emp]], emp.astype(np.int64), gross_w, w.income_tax, lay.state
-        )
-        o.wages = np.zeros(w.n_households, dtype=np.int64)
-        o.wages[emp] = gross_w
-
-        # goods over rails
-        p = o.purchases
-        assert p is not None
-        n = w.n_households
-        buyer_acct = np.where(p.buyer < n, p.buyer, np.where(p.buyer < n + w.n_firms, p.buyer, lay.state))
-        seller_acct = firms[p.seller]
-        rail = np.where(p.buyer < n, hh.rail[np.minimum(p.buyer, n - 1)], int(Rail.BANK_TRANSFER)).astype(np.int64)
-        bank_of = np.where(
-            p.buyer < n,
-            w.h_bank[np.minimum(p.buyer, n - 1)],
-            np.where(p.buyer < n + w.n_firms, w.f_loan_bank[np.clip(p.buyer - n, 0, w.n_firms - 1)], 0),
-        )
-        kind_hh = p.buyer < n
-        kind_f = (p.buyer >= n) & (p.buyer < n + w.n_firms)
-        fee_total = 0
-        for kind, mask in (("consumption", kind_hh), ("investment", kind_f), ("government", ~kind_hh & ~kind_f)):
-            fee_total += int(
-                pay_goods(w, kind, buyer_acct[mask], seller_acct[mask], p.amount[mask], rail[mask], bank_of[mask]).sum()
-            )
-
-        # token trades: buyers pay sellers (issuers sell newly minted tokens), then holdings move
-        if o.trade_legs:
-            tok, buyer, seller, shares, amount = o.trade_legs
-            bt = np.full(buyer.size, int(Rail.BANK_TRANSFER))
-            fee_total += int(pay_goods(w, "token_trade", buyer, seller, amount, bt, w.h_bank[buyer]).sum())
-            np.add.at(w.holdings, (buyer, tok), shares)
-            from_hh = seller < n
-            np.subtract.at(w.holdings, (seller[from_hh], tok[from_hh]), shares[from_hh])
-            np.add.at(w.t_outstanding, tok[~from_hh], shares[~from_hh])
-        o.fees = fee_total
-
-        # capital income and transfers
-        div = np.concatenate([fm.dividend, bk.dividend, nw.dividend])
-        o.dividends = pay_dividends(w, div)
-        o.interest = pay_deposit_interest(w, bk.deposit_rate, opening_hh)
+        o.dividends = pay_dividends(w, np.concatenate([fm.dividend, bk.dividend, nw.dividend]))
+        o.interest = pay_deposit_interest(w, bk.deposit_rate, opening)
         o.ubi = pay_ubi(w, w.ubi_cents)
 
-        # stocks that follow from the round's flows
+    def _update_stocks(self) -> None:
+        """Stocks that follow from the round's flows: capital, inventory, households' net income."""
+        w, s, o = self.world, self.scenario, self.outcome
+        assert o.invest_qty is not None and o.output is not None
+        assert o.wages is not None and o.dividends is not None and o.interest is not None and o.ubi is not None
         a = s.automation
-        assert o.invest_qty is not None
         w.f_capital = w.f_capital * (1.0 - a.depreciation) + o.invest_qty / max(w.capital_price, 1e-12)
         w.f_inventory = w.f_inventory * (1.0 - s.roles.firm.inventory_decay)
-        assert o.output is not None
         w.f_output = o.output
-        spent_hh = np.bincount(p.buyer[kind_hh], weights=p.amount[kind_hh], minlength=n).astype(np.int64)
-        w.h_spent = spent_hh
+        capital_income = o.dividends + o.interest
         w.h_income = (
             (o.wages - np.floor(o.wages * w.income_tax)).astype(np.int64)
-            + (o.dividends + o.interest - np.floor((o.dividends + o.interest) * w.income_tax)).astype(np.int64)
+            + (capital_income - np.floor(capital_income * w.income_tax)).astype(np.int64)
             + o.ubi
         )
-        o.postings = list(ledger.postings)
-        o.taxes = int(
-            sum(int(x.amount.sum()) for x in ledger.postings if x.payee.size and x.kind in ("income_tax", "robot_tax"))
-        )
-        o.issued, o.destroyed = ledger.close_round(w.round)
-        return o.issued, o.destroyed
 
     def regulate(self) -> None:
         """The regulator's choices take effect from the next round."""
