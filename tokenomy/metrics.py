@@ -54,6 +54,8 @@ METRIC_COLUMNS = (
     "loans_outstanding",
     "taxes",
     "card_fee",
+    "hires",
+    "separations",
     "llm_calls",
     "llm_input_tokens",
     "llm_output_tokens",
@@ -146,5 +148,7 @@ def round_metrics(world: World, outcome: RoundOutcome, scenario: Scenario, prev_
         "loans_outstanding": float(w.f_loan.sum()) / 100,
         "taxes": o.taxes / 100,
         "card_fee": float(min(w.card_fee, w.card_fee_cap)),
+        "hires": o.hired,
+        "separations": o.fired,
         **llm_metrics(o.llm_records),
     }

@@ -53,7 +53,6 @@ class RoundOutcome:
     grant: NDArray[np.int64] | None = None
     output: NDArray[np.float64] | None = None
     purchases: Purchases | None = None
-    n_households: int = 0
     trades: list[dict[str, Any]] = field(default_factory=list)
     trade_legs: tuple[NDArray[np.int64], ...] = ()
     wages: NDArray[np.int64] | None = None
@@ -128,7 +127,7 @@ class Simulation:
             mean_wage=float(w.f_wage[w.h_employer[emp]].mean()) if emp.any() else 0.0,
             rail_fees=tuple(float(x) for x in w.rail_fees()),  # type: ignore[arg-type]
         )
-        self.outcome = RoundOutcome(w.round, n_households=w.n_households)
+        self.outcome = RoundOutcome(w.round)
         return self.view
 
     async def adecide(self) -> dict[str, Batch]:

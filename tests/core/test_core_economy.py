@@ -103,6 +103,15 @@ def test_snapshot_restores_the_world_and_the_future(tmp_path: Path) -> None:
     np.testing.assert_array_equal(sim.world.f_price, restored.world.f_price)
 
 
+def test_labour_flows_add_up(bundled_runs: dict[str, tokenomy.Run]) -> None:
+    """Employment changes only by hires and separations: a stock-flow identity for the labour market."""
+    m = bundled_runs["automation_shock"].metrics
+    households = load_scenario("automation_shock").households
+    employed = np.round((1 - m["unemployment_rate"].to_numpy()) * households).astype(int)
+    np.testing.assert_array_equal(employed[1:] - employed[:-1], (m["hires"] - m["separations"]).to_numpy()[1:])
+    assert m["separations"].sum() > 0 and m["hires"].sum() > 0
+
+
 def test_tokens_are_conserved_and_holdings_never_negative() -> None:
     sim = Simulation(load_scenario("automation_shock", SMALL))
     traded = 0
