@@ -46,7 +46,6 @@ class BankDecision(DecisionModel):
 @dataclass
 class BankBatch(Batch):
     money: ClassVar[tuple[str, ...]] = ("dividend",)
-    model: ClassVar[type[DecisionModel]] = BankDecision
     deposit_rate: NDArray[np.float64]
     loan_rate: NDArray[np.float64]
     dividend: NDArray[np.int64]

@@ -46,7 +46,6 @@ class MarketView:
 class Batch:
     """Mixin for role decision batches: arrays with one entry per agent of the role."""
 
-    model: ClassVar[type[DecisionModel]]
     money: ClassVar[tuple[str, ...]] = ()  # fields held in cents, reported in currency units
     notes: NDArray[np.object_]
 
@@ -83,3 +82,10 @@ class Role(Protocol):
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> Batch: ...
 
     def validate(self, world: World, batch: Batch, scenario: Scenario) -> Batch: ...
+
+    # the LLM side: what one agent answers with, its readable id, and writing an answer into a batch
+    decision_model: type[DecisionModel]
+
+    def agent_name(self, world: World, i: int) -> str: ...
+
+    def merge(self, world: World, batch: Any, i: int, decision: Any, scenario: Scenario) -> None: ...

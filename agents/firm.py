@@ -71,7 +71,6 @@ class FirmDecision(DecisionModel):
 @dataclass
 class FirmBatch(Batch):
     money: ClassVar[tuple[str, ...]] = ("price", "wage_offer", "investment_budget", "dividend", "loan_request")
-    model: ClassVar[type[DecisionModel]] = FirmDecision
     price: NDArray[np.float64]  # cents per unit
     wage_offer: NDArray[np.float64]  # cents per worker per round
     target_workers: NDArray[np.int64]

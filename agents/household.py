@@ -79,7 +79,6 @@ class HouseholdBatch(Batch):
         "token_buy_limit",
         "token_sell_limit",
     )
-    model: ClassVar[type[DecisionModel]] = HouseholdDecision
     consumption_budget: NDArray[np.int64]  # cents
     reservation_wage: NDArray[np.float64]  # cents
     token_buy_budget: NDArray[np.int64]  # cents

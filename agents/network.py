@@ -42,7 +42,6 @@ class NetworkBatch(Batch):
     """Entry 0 is the card network, entry 1 the chain operator."""
 
     money: ClassVar[tuple[str, ...]] = ("dividend",)
-    model: ClassVar[type[DecisionModel]] = NetworkDecision
     fee_rate: NDArray[np.float64]
     dividend: NDArray[np.int64]
     notes: NDArray[np.object_]

@@ -46,7 +46,6 @@ class RegulatorDecision(DecisionModel):
 @dataclass
 class RegulatorBatch(Batch):
     money: ClassVar[tuple[str, ...]] = ("ubi", "spending")
-    model: ClassVar[type[DecisionModel]] = RegulatorDecision
     income_tax: NDArray[np.float64]
     robot_tax: NDArray[np.float64]
     ubi: NDArray[np.int64]  # cents per household

@@ -134,5 +134,4 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         phi=phi0,
         capital_price=cap_price,
         price_index=price0,
-        unemployment=float((employer < 0).mean()),
     )

@@ -32,7 +32,7 @@ __all__ = ["PHASES", "RoundContext", "RoundState", "build_round_graph", "run_rou
 class RoundState(TypedDict):
     round: int  # the round about to run (or just run, in `record`)
     last: int  # stop before this round
-    policy: str
+    policy: str  # "heuristic", or "llm:<roles>" when any role asks the model
     snapshot_id: str | None
 
 
@@ -99,7 +99,9 @@ def build_round_graph(checkpointer: Any = None) -> Any:
 def run_rounds(ctx: RoundContext, *, first: int, last: int, checkpointer: Any = None) -> RoundState:
     """Run rounds ``first .. last-1`` of ``ctx.sim`` through the graph."""
     graph = build_round_graph(checkpointer)
-    state: RoundState = {"round": first, "last": last, "policy": "heuristic", "snapshot_id": None}
+    llm = ctx.sim.scenario.llm_roles()
+    policy = f"llm:{','.join(llm)}" if llm else "heuristic"
+    state: RoundState = {"round": first, "last": last, "policy": policy, "snapshot_id": None}
     limit = (last - first) * len(PHASES) + 10
     coro = graph.ainvoke(state, config={"recursion_limit": limit}, context=ctx)
     return run_sync(coro, ctx.sim.event_loop())  # type: ignore[no-any-return]

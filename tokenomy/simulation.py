@@ -322,7 +322,6 @@ class Simulation:
         p = self.outcome.purchases
         if p is not None and p.quantity.sum() > 0:
             w.price_index = float(p.amount.sum() / p.quantity.sum())
-        w.unemployment = float((w.h_employer < 0).mean())
         w.round += 1
         w.phi = phi_at(s, w.round)
         w.capital_price *= 1.0 - s.automation.capital_price_decline

@@ -145,7 +145,6 @@ class World:
     phi: float = 0.608
     capital_price: float = 8.0  # goods per unit of automation capital
     price_index: float = 1.0  # cents per unit, sales-weighted, last round
-    unemployment: float = 0.0
     rng_state: dict[str, Any] = field(default_factory=dict)
 
     # -- views ------------------------------------------------------------------------------------
