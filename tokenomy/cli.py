@@ -110,6 +110,8 @@ def run(
         except (RunDirError, LLMConfigError, PromptError) as exc:
             _fail(str(exc))
             return
+        finally:
+            sim.close()
     elapsed = time.perf_counter() - started
     _summary(sc.name, rows, elapsed, sc.households)
     if sim.llm is not None:
@@ -162,6 +164,8 @@ def _llm_summary(sim: Any) -> None:
         console.print(
             f"[yellow]{u.capped} in round {u.capped_round}: the rest of the run used the rule-based policy[/]"
         )
+    if d.worker_failure:
+        console.print(f"[yellow]{escape(d.worker_failure)}: the calls after it were made from the main process[/]")
 
 
 def _dry_run(sc: Any) -> None:
@@ -252,7 +256,10 @@ def llm_check(
             t.add_row(role, valid, method or "-", f"{o.latency_ms:,.0f}", str(o.input_tokens), str(o.output_tokens))
         return ok
 
-    ok = asyncio.run(check())
+    try:
+        ok = asyncio.run(check())
+    finally:
+        decider.close()
     console.print(t)
     if not ok:
         raise typer.Exit(1)

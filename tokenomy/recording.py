@@ -134,6 +134,8 @@ class Recorder:
                 "capped": u.capped,
                 "capped_round": u.capped_round,
                 "by_role": u.by_role,
+                "workers": d.cfg.workers,
+                "worker_failure": d.worker_failure,
             }
         self.writer.close(status, rounds_completed=self.rounds_written, **extra)
 

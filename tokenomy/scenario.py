@@ -200,6 +200,9 @@ class LLM(_Model):
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10, description="retries of timeouts, 429 and 5xx (with backoff)")
     max_concurrency: int = Field(32, ge=1, le=4096)
+    workers: int = Field(
+        1, ge=1, le=256, description="processes making the calls (>1 spreads the client's CPU over cores)"
+    )
     requests_per_second: float | None = Field(None, gt=0)
     max_output_tokens: int = Field(400, ge=16)
     structured_output: Literal["auto", "json_schema", "json_mode", "tools"] = "auto"

@@ -109,6 +109,21 @@ class Simulation:
         else:
             self.llm.decider.cache = AnswerCache(path)
 
+    def close(self) -> None:
+        """Stop the LLM worker processes (``llm.workers > 1``), if any; they restart on the next call.
+
+        They also stop when the simulation is garbage-collected or the interpreter exits; ``with
+        Simulation(sc) as sim:`` stops them at the end of the block.
+        """
+        if self.llm is not None:
+            self.llm.decider.close()
+
+    def __enter__(self) -> Simulation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def roles(self) -> dict[str, Any]:
         return {r.name: r for r in (self.households, self.firms, self.banks, self.networks, self.regulator)}

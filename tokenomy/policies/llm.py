@@ -1,9 +1,10 @@
 """LLM-driven decisions through ``langchain-openai`` against any OpenAI-compatible endpoint.
 
-``LLMDecider`` turns one (system prompt, observation) pair into a validated Decision: it calls
-``ChatOpenAI`` with structured output, checks the answer with pydantic whatever the server claims,
-and on any failure (malformed JSON, wrong types, out-of-range or extra fields, HTTP errors after
-the client's own retries, timeouts, budget caps) returns no decision and a reason, so the caller
+``LLMDecider`` turns a round's (system prompt, observation) pairs into validated Decisions: answers
+come from the replay cache or from the model (through ``client.ModelClient``, in this process or in
+``llm.workers`` worker processes), are checked with pydantic whatever the server claims, and on
+any failure (malformed JSON, wrong types, out-of-range or extra fields, HTTP errors after the
+client's own retries, timeouts, budget caps) there is no decision and a reason, so the caller
 keeps the rule-based decision. It never raises because of an answer.
 
 Retries with backoff (honouring ``Retry-After``) are openai-python's: ``llm.max_retries`` is
@@ -17,24 +18,22 @@ writes the answers into the role's decision batch before validation clips them.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import os
-import re
-import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from tokenomy.policies.cache import AnswerCache, CachedAnswer, request_key
+from tokenomy.policies.client import CallOutcome, LLMConfigError, ModelClient, Request, read_key, redact, schema_of
 from tokenomy.policies.prompts import PromptTemplate, load_prompt, user_message
 
 if TYPE_CHECKING:
     from tokenomy.agents.base import Batch
+    from tokenomy.policies.workers import WorkerPool
     from tokenomy.scenario import LLM, Scenario
     from tokenomy.simulation import Simulation
 
@@ -49,36 +48,9 @@ __all__ = [
     "select_agents",
 ]
 
-SHARD = 16  # concurrent calls per HTTP client (see LLMDecider._make_chat)
 AUTO_ORDER = ("json_schema", "tools", "json_mode")
 ROLE_ORDER = ("household", "firm", "bank", "network", "regulator")
 log = logging.getLogger(__name__)
-_KEYLIKE = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
-
-
-class LLMConfigError(ValueError):
-    """The LLM configuration cannot be used (for example: no API key in the environment)."""
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Remove secrets (and anything shaped like an OpenAI key) from text we record or print."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, "[redacted]")
-    return _KEYLIKE.sub("[redacted]", text)
-
-
-@dataclass
-class CallOutcome:
-    decision: BaseModel | None
-    rationale: str = ""
-    fallback_reason: str = ""
-    latency_ms: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_hit: bool = False
-    method: str | None = None
-    called: bool = False  # a request went over the network
 
 
 @dataclass
@@ -124,20 +96,13 @@ def _without_credentials(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _read_key(cfg: LLM) -> str:
-    key = os.environ.get(cfg.api_key_env, "")
-    if key:
-        return key
-    if cfg.base_url and "api.openai.com" not in cfg.base_url:  # local servers (vLLM, Ollama, llama.cpp) take any key
-        return "not-needed"
-    raise LLMConfigError(
-        f"LLM roles need an API key: set the environment variable {cfg.api_key_env} "
-        "(or llm.api_key_env to another variable's name, or llm.base_url for a local server)"
-    )
-
-
 class LLMDecider:
-    """One configured model, its method choice, the answer cache and the spending caps."""
+    """One configured model, its method choice, the answer cache and the spending caps.
+
+    The calls themselves go through a ``ModelClient`` in this process, or through
+    ``llm.workers`` worker processes (``tokenomy.policies.workers``); both are made on first use,
+    so a replay or a dry run starts no client and no process.
+    """
 
     def __init__(self, cfg: LLM, *, seed: int, cache: AnswerCache | None = None, replay: bool = False) -> None:
         self.cfg = cfg
@@ -147,49 +112,35 @@ class LLMDecider:
         self.usage = Usage()
         self.method: str | None = None if cfg.structured_output == "auto" else cfg.structured_output
         self.methods_failed: dict[str, str] = {}
-        self._key = "" if replay else _read_key(cfg)
-        self._chats: list[Any] = [] if replay else self._make_chat()
-        self._runnables: dict[tuple[str, str, int], Any] = {}
-        self._turn = 0
-        self._probe: asyncio.Lock | None = None
+        self._key = "" if replay else read_key(cfg)
+        self._client: ModelClient | None = None
+        self._pool: WorkerPool | None = None
+        self.worker_failure = ""  # why the worker processes were given up, if they were
         self._reserved = 0
 
-    def _make_chat(self) -> list[Any]:
-        """``ChatOpenAI`` clients, one per ``SHARD`` concurrent calls.
+    # -- transport --------------------------------------------------------------------------------
+    async def _send(self, method: str, requests: list[Request]) -> list[CallOutcome]:
+        if self._pool is None and self.cfg.workers > 1 and not self.worker_failure:
+            from tokenomy.policies.workers import WorkerPool
 
-        httpcore's pool scans every connection for every request, so one pool of 128 connections
-        costs quadratically more CPU than eight of 16 (measured: 0.46 s against 0.28 s of client
-        CPU for 110 concurrent calls on a 2-core machine). Calls go round-robin over the shards.
-        """
-        import openai
-        from langchain_core.rate_limiters import InMemoryRateLimiter
-        from langchain_openai import ChatOpenAI
-        from openai._base_client import DEFAULT_CONNECTION_LIMITS
-        from pydantic import SecretStr
+            self._pool = WorkerPool(self.cfg, seed=self.seed, n=self.cfg.workers)
+            weakref.finalize(self, self._pool.close)
+        if self._pool is not None:
+            out = await self._pool.call_many(method, requests)
+            if self._pool.broken:  # those calls fell back; the rest of the run calls from this process
+                self.worker_failure = self._pool.broken
+                log.warning("%s; LLM calls continue in the main process", self.worker_failure)
+                self.close()
+            return out
+        if self._client is None:
+            self._client = ModelClient(self.cfg, seed=self.seed, key=self._key)
+        return await self._client.call_many(method, requests)
 
-        c = self.cfg
-        limiter = InMemoryRateLimiter(requests_per_second=c.requests_per_second) if c.requests_per_second else None
-        shards = max(1, -(-c.max_concurrency // SHARD))
-        per = max(1, -(-c.max_concurrency // shards))
-        limits = type(DEFAULT_CONNECTION_LIMITS)(
-            max_connections=per, max_keepalive_connections=per, keepalive_expiry=60.0
-        )
-        return [
-            ChatOpenAI(
-                model=c.model,
-                base_url=c.base_url,
-                api_key=SecretStr(self._key),
-                temperature=c.temperature,
-                seed=self.seed,
-                timeout=c.timeout_s,
-                max_retries=c.max_retries,
-                max_tokens=c.max_output_tokens,
-                use_responses_api=False,
-                rate_limiter=limiter,  # shared: the limit is per run, not per shard
-                http_async_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=c.timeout_s),
-            )
-            for _ in range(shards)
-        ]
+    def close(self) -> None:
+        """Stop the worker processes, if any (they also stop when the decider is collected or at exit)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     # -- caps -----------------------------------------------------------------------------------
     def _cap_reason(self) -> str:
@@ -204,7 +155,7 @@ class LLMDecider:
         c = self.cfg
         return (input_tokens * c.price_input_per_million + output_tokens * c.price_output_per_million) / 1e6
 
-    # -- one decision ---------------------------------------------------------------------------
+    # -- decisions ------------------------------------------------------------------------------
     def key_for(self, decision: type[BaseModel], system: str, user: str) -> str:
         c = self.cfg
         return request_key(
@@ -215,26 +166,76 @@ class LLMDecider:
                 "temperature": c.temperature,
                 "seed": self.seed,
                 "max_tokens": c.max_output_tokens,
-                "schema": _schema(decision),
+                "schema": schema_of(decision),
             }
         )
 
     async def ask(self, decision: type[BaseModel], system: str, user: str, *, round_no: int = 0) -> CallOutcome:
-        key = self.key_for(decision, system, user)
-        hit = self.cache.get(key) if self.cache is not None else None
-        if hit is not None and (hit.ok or self.replay):
-            return self._from_cache(decision, hit)
-        if self.replay:
-            return CallOutcome(None, fallback_reason="replay: no recorded answer for this request", cache_hit=False)
-        reason = self._cap_reason()
-        if reason:
-            if not self.usage.capped:
-                self.usage.capped, self.usage.capped_round = reason, round_no
-            return CallOutcome(None, fallback_reason=reason)
-        self._reserved += 1
-        out = await self._call(decision, system, user)
-        self.usage.calls += 1
-        self.usage.cost_usd += self.cost_of(out.input_tokens, out.output_tokens)
+        return (await self.ask_all([Request(decision, system, user)], round_no=round_no))[0]
+
+    async def ask_all(self, requests: list[Request], *, round_no: int = 0) -> list[CallOutcome]:
+        """Answers for a round's requests, in order: from the cache, from the model, or a fallback.
+
+        Cache hits and caps are settled first; every remaining request then goes out at once. With
+        ``structured_output = "auto"`` and no method found yet, one request first tries json_schema,
+        tools and JSON mode in turn; if none gives a valid answer the round's other requests are not
+        sent (the rules decide them, saying why), and the next round tries again.
+        """
+        outs: list[CallOutcome | None] = [None] * len(requests)
+        keys = [self.key_for(r.decision, r.system, r.user) for r in requests]
+        todo: list[int] = []
+        for i, (r, key) in enumerate(zip(requests, keys, strict=True)):
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None and (hit.ok or self.replay):
+                outs[i] = self._from_cache(r.decision, hit)
+            elif self.replay:
+                outs[i] = CallOutcome(None, fallback_reason="replay: no recorded answer for this request")
+            elif reason := self._cap_reason():
+                if not self.usage.capped:
+                    self.usage.capped, self.usage.capped_round = reason, round_no
+                outs[i] = CallOutcome(None, fallback_reason=reason)
+            else:
+                self._reserved += 1
+                todo.append(i)
+        sent = list(todo)
+        if todo and self.method is None:
+            first = todo.pop(0)
+            outs[first] = await self._probe(requests[first])
+            if self.method is None:
+                why = f"no structured-output method worked this round ({outs[first].fallback_reason})"[:500]
+                for i in todo:
+                    outs[i] = CallOutcome(None, fallback_reason=why)
+                self._reserved -= len(todo)
+                sent, todo = [first], []
+        if todo:
+            assert self.method is not None
+            for i, o in zip(todo, await self._send(self.method, [requests[i] for i in todo]), strict=True):
+                outs[i] = o
+        for i in sent:
+            self._settle(keys[i], outs[i])  # type: ignore[arg-type]
+        return outs  # type: ignore[return-value]
+
+    async def _probe(self, r: Request) -> CallOutcome:
+        out = CallOutcome(None, fallback_reason="no structured-output method worked")
+        for m in AUTO_ORDER:
+            (out,) = await self._send(m, [r])
+            if out.decision is not None:
+                self.method = m
+                return out
+            self.methods_failed[m] = out.fallback_reason
+        return out
+
+    def _settle(self, key: str, out: CallOutcome) -> None:
+        """Count a sent request, log a rejected answer, and record it for replay."""
+        if out.called:
+            self.usage.calls += 1
+            self.usage.cost_usd += self.cost_of(out.input_tokens, out.output_tokens)
+        if out.decision is None:
+            log.warning(
+                "LLM answer rejected (%s), the rule-based decision stands in: %s",
+                out.method,
+                redact(out.fallback_reason, (self._key,)),
+            )
         if self.cache is not None:
             self.cache.put(
                 key,
@@ -249,7 +250,6 @@ class LLMDecider:
                     out.latency_ms,
                 ),
             )
-        return out
 
     def _from_cache(self, decision: type[BaseModel], hit: CachedAnswer) -> CallOutcome:
         parsed = decision.model_validate_json(hit.decision_json) if hit.ok and hit.decision_json else None
@@ -263,116 +263,6 @@ class LLMDecider:
             cache_hit=True,
             method=hit.method,
         )
-
-    async def _call(self, decision: type[BaseModel], system: str, user: str) -> CallOutcome:
-        if self.method is not None:
-            return await self._call_with(self.method, decision, system, user)
-        if self._probe is None:
-            self._probe = asyncio.Lock()
-        async with self._probe:  # one call finds a method that works while the others wait...
-            if self.method is None:
-                out = CallOutcome(None, fallback_reason="no structured-output method worked")
-                for m in AUTO_ORDER:
-                    out = await self._call_with(m, decision, system, user)
-                    if out.decision is not None:
-                        self.method = m
-                        return out
-                    self.methods_failed[m] = out.fallback_reason
-                return out
-        return await self._call_with(self.method, decision, system, user)  # ...then call outside the lock
-
-    def _bound(self, method: str, decision: type[BaseModel]) -> Any:
-        """A ``ChatOpenAI`` shard bound to one structured-output style for one Decision (built once).
-
-        ``bind`` rather than ``with_structured_output``, and the schema in ``extra_body``: openai-python
-        otherwise re-walks the whole JSON schema as typed parameters on every request (~3 ms a call
-        here), and ``with_structured_output`` adds its own chain. The request on the wire is the
-        same. Parsing ourselves also gives one strict rule for every method (langchain repairs
-        truncated JSON in JSON mode, and returns ``None`` without an error for broken tool arguments).
-        """
-        self._turn = (self._turn + 1) % len(self._chats)
-        key = (method, decision.__name__, self._turn)
-        bound = self._runnables.get(key)
-        if bound is None:
-            name, schema = decision.__name__, _schema(decision)
-            if method == "json_schema":
-                body = {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}}
-            elif method == "tools":
-                tool = {
-                    "type": "function",
-                    "function": {"name": name, "description": decision.__doc__ or name, "parameters": schema},
-                }
-                body = {"tools": [tool], "tool_choice": {"type": "function", "function": {"name": name}}}
-            else:
-                body = {"response_format": {"type": "json_object"}}
-            bound = self._chats[self._turn].bind(extra_body=body)
-            self._runnables[key] = bound
-        return bound
-
-    async def _call_with(self, method: str, decision: type[BaseModel], system: str, user: str) -> CallOutcome:
-        t0 = time.perf_counter()
-        try:
-            msg = await self._bound(method, decision).ainvoke([("system", system), ("user", user)])
-        except Exception as exc:  # openai errors after retries, timeouts: never stop the run
-            return self._fail(method, t0, f"{type(exc).__name__}: {exc}", called=True)
-        latency = (time.perf_counter() - t0) * 1000
-        usage = getattr(msg, "usage_metadata", None) or {}
-        tin, tout = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
-        try:
-            parsed = _parse(method, msg, decision)
-        except (ValidationError, ValueError) as exc:
-            why = _summarise(exc) if isinstance(exc, ValidationError) else str(exc)
-            out = self._fail(method, t0, f"invalid answer: {why}", called=True)
-            out.input_tokens, out.output_tokens = tin, tout
-            return out
-        rationale = str(getattr(parsed, "rationale", ""))[: self.cfg.rationale_chars]
-        return CallOutcome(parsed, rationale, "", latency, tin, tout, False, method, True)
-
-    def _fail(self, method: str, t0: float, reason: str, *, called: bool) -> CallOutcome:
-        text = redact(reason, (self._key,))[:500]
-        log.warning("LLM answer rejected (%s), the rule-based decision stands in: %s", method, text)
-        return CallOutcome(
-            None, fallback_reason=text, latency_ms=(time.perf_counter() - t0) * 1000, method=method, called=called
-        )
-
-
-@functools.cache
-def _schema(decision: type[BaseModel]) -> dict[str, Any]:
-    return decision.model_json_schema()
-
-
-_FENCED = re.compile(r"```(?:json)?\s*\n(.*?)\n\s*```", re.DOTALL)
-
-
-def _parse(method: str, msg: Any, decision: type[BaseModel]) -> BaseModel:
-    """The answer as a validated Decision, or ``ValidationError``/``ValueError`` saying why not.
-
-    Strict: pydantic checks types, ranges and forbids extra fields, whatever the server claims
-    about honouring the schema. The one leniency is a JSON object wrapped in a ```json fence, as
-    chatty models send it.
-    """
-    if method == "tools":
-        calls = getattr(msg, "tool_calls", None) or []
-        if not calls:
-            bad = getattr(msg, "invalid_tool_calls", None) or []
-            raise ValueError(f"tool arguments are not valid JSON: {bad[0].get('error') if bad else 'no tool call'}")
-        return decision.model_validate(calls[0]["args"])
-    text = msg.content if isinstance(msg.content, str) else ""
-    text = text.strip()
-    if not text.startswith("{"):
-        fenced = _FENCED.search(text)
-        if fenced is None:
-            raise ValueError(f"no JSON object in the answer: {text[:80]!r}")
-        text = fenced.group(1)
-    return decision.model_validate_json(text)
-
-
-def _summarise(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors()[:3]:
-        loc = ".".join(str(x) for x in e["loc"]) or "(answer)"
-        parts.append(f"{loc}: {e['msg']}")
-    return "; ".join(parts)
 
 
 # -- which agents, and archetypes -----------------------------------------------------------------
@@ -514,14 +404,9 @@ class LLMPolicy:
     async def decide(self, sim: Simulation, batches: dict[str, Batch]) -> list[dict[str, Any]]:
         """Ask the model for every LLM-driven decision of the round and write answers into ``batches``."""
         calls = self.plan(sim)
-        sem = asyncio.Semaphore(self.decider.cfg.max_concurrency)
-        round_no = sim.world.round
-
-        async def one(c: _Call) -> CallOutcome:
-            async with sem:
-                return await self.decider.ask(c.decision, c.system, c.user, round_no=round_no)
-
-        outcomes = await asyncio.gather(*(one(c) for c in calls))
+        outcomes = await self.decider.ask_all(
+            [Request(c.decision, c.system, c.user) for c in calls], round_no=sim.world.round
+        )
         records = []
         for c, o in zip(calls, outcomes, strict=True):
             self.decider.usage.add(c.role, o)

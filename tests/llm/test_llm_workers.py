@@ -1,0 +1,75 @@
+"""``llm.workers``: a round's calls made from worker processes, with the real client over real HTTP."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_llm_runs import CALLS_PER_ROUND, KEY, assert_conserved, llm_rows, llm_sets
+
+import tokenomy
+from tokenomy.scenario import load_scenario
+from tokenomy.simulation import Simulation
+from tokenomy.testing.fake_openai import FakeOpenAIServer
+
+
+@pytest.fixture
+def server() -> FakeOpenAIServer:
+    with FakeOpenAIServer(model="fake-model", retry_after_ms=1) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # workers inherit the environment: the key is never pickled
+
+
+def test_workers_make_the_same_run_as_one_process(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    server.set(latency_s=0.1)
+    sc = load_scenario("baseline", llm_sets(server))
+    with Simulation(sc) as sim:
+        one = tokenomy.open_run(sim.run(tmp_path / "one"))
+    calls_one = server.stats["completions"]
+    server.reset()
+    with Simulation(load_scenario("baseline", llm_sets(server, "llm.workers=2"))) as sim:
+        two = tokenomy.open_run(sim.run(tmp_path / "two"))
+        assert len(multiprocessing.active_children()) == 2  # the workers live across rounds...
+    assert not multiprocessing.active_children()  # ...and stop with the simulation
+
+    assert server.stats["completions"] == calls_one == CALLS_PER_ROUND * 3
+    assert all(r["headers"].get("authorization") == f"Bearer {KEY}" for r in server.requests)
+    assert server.stats["in_flight_peak"] >= 5
+    a, b = one.metrics, two.metrics
+    same = [c for c in a.columns if not c.startswith("llm_latency")]
+    pd.testing.assert_frame_equal(a[same], b[same])
+    cols = ["round", "agent_id", "decision_json", "rationale", "fallback_reason", "input_tokens"]
+    pd.testing.assert_frame_equal(
+        llm_rows(one)[cols].reset_index(drop=True), llm_rows(two)[cols].reset_index(drop=True)
+    )
+    assert two.manifest["llm_usage"]["workers"] == 2 and two.manifest["llm_usage"]["worker_failure"] == ""
+    for f in two.path.rglob("*"):
+        assert not f.is_file() or KEY.encode() not in f.read_bytes(), f
+    assert_conserved(two)
+
+
+def test_a_killed_worker_fails_only_its_calls_and_the_run_goes_on(server: FakeOpenAIServer) -> None:
+    sc = load_scenario("baseline", llm_sets(server, "llm.workers=2", "rounds=4"))
+    with Simulation(sc) as sim:
+        sim.step()
+        assert sum(r["fallback_reason"] != "" for r in sim.outcome.llm_records) == 0
+        victim = multiprocessing.active_children()[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(10)
+        sim.step()  # the dead worker's share of the round falls back to the rules, the rest is answered
+        fell = [r["fallback_reason"] for r in sim.outcome.llm_records if r["fallback_reason"]]
+        assert 0 < len(fell) < CALLS_PER_ROUND
+        assert all("LLM worker process failed" in f for f in fell)
+        assert sim.llm is not None and "LLM worker process failed" in sim.llm.decider.worker_failure
+        sim.step()  # from now on the calls are made from this process
+        assert [r["fallback_reason"] for r in sim.outcome.llm_records] == [""] * CALLS_PER_ROUND
+        assert not multiprocessing.active_children()
+    assert server.stats["completions"] == 3 * CALLS_PER_ROUND - len(fell)
