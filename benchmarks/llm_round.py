@@ -16,6 +16,7 @@ runs in its own process, as a model server would.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import statistics
@@ -70,29 +71,42 @@ def server_process(latency: float) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def concurrency(base_url: str, latency: float, rounds: int = 6) -> None:
-    sim = Simulation(tokenomy.load_scenario("baseline", _sets(base_url, *LLM_ROUND, f"rounds={rounds}")))
-    times, decide, cpu = [], [], []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        sim.observe()
-        t1, c1 = time.perf_counter(), time.process_time()
-        sim.decide()
-        t2, c2 = time.perf_counter(), time.process_time()
-        sim.clear()
-        sim.settle()
-        sim.regulate()
-        sim.advance()
-        times.append(time.perf_counter() - t0)
-        decide.append(t2 - t1)
-        cpu.append(c2 - c1)
-    calls = len(sim.outcome.llm_records)
-    warm = times[1:]  # round 0 also opens the connections and probes the structured-output method
+def _cpu_seconds() -> float:
+    """CPU time of this process and its live worker processes (Linux ``/proc``; else this process only)."""
+    total = time.process_time()
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def concurrency(base_url: str, latency: float, workers: int, rounds: int = 6) -> None:
+    sets = _sets(base_url, *LLM_ROUND, f"rounds={rounds}", f"llm.workers={workers}")
+    with Simulation(tokenomy.load_scenario("baseline", sets)) as sim:
+        times, decide, cpu = [], [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            sim.observe()
+            t1, c1 = time.perf_counter(), _cpu_seconds()
+            sim.decide()
+            t2, c2 = time.perf_counter(), _cpu_seconds()
+            sim.clear()
+            sim.settle()
+            sim.regulate()
+            sim.advance()
+            times.append(time.perf_counter() - t0)
+            decide.append(t2 - t1)
+            cpu.append(c2 - c1)
+        calls = len(sim.outcome.llm_records)
+    warm = times[1:]  # round 0 also starts workers, opens the connections and probes the structured-output method
+    rnd, dec, per_call = statistics.median(warm), statistics.median(decide[1:]), statistics.median(cpu[1:]) / calls
     print(
-        f"   latency {latency * 1000:5.0f} ms: round {statistics.median(warm) * 1000:5.0f} ms, decide "
-        f"{statistics.median(decide[1:]) * 1000:5.0f} ms, client CPU {statistics.median(cpu[1:]) / calls * 1000:.1f}"
-        f" ms/call, first round {times[0] * 1000:5.0f} ms"
-        f"  ->  round / latency = {statistics.median(warm) / latency:.2f}"
+        f"   latency {latency * 1000:5.0f} ms, workers {workers}: round {rnd * 1000:5.0f} ms, decide {dec * 1000:5.0f}"
+        f" ms, client CPU {per_call * 1000:.1f} ms/call, first round {times[0] * 1000:5.0f} ms"
+        f"  ->  round / latency = {rnd / latency:.2f}"
     )
 
 
@@ -131,10 +145,11 @@ def replay(base_url: str, rounds: int = 20) -> None:
 
 def main() -> None:
     os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-not-a-real-key")
-    print("1. 110 LLM calls a round (100 households + 10 firms), concurrency 128")
+    print(f"1. 110 LLM calls a round (100 households + 10 firms), concurrency 128, {os.cpu_count()} cores")
     for latency in (0.2, 1.0):
         with server_process(latency) as url:
-            concurrency(url, latency)
+            for workers in (1, 2):
+                concurrency(url, latency, workers)
     with server_process(0.0) as url:
         archetypes(url)
         replay(url)
