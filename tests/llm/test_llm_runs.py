@@ -203,11 +203,16 @@ def test_max_calls_caps_spending_and_the_rules_take_over(server: FakeOpenAIServe
     assert_conserved(r)
 
 
-def test_budget_usd_caps_spending(server: FakeOpenAIServer, tmp_path: Path) -> None:
-    r = run(server, tmp_path / "run", "llm.price_input_per_million=1000", "llm.budget_usd=0.5")
+def test_budget_usd_is_a_ceiling_even_with_a_round_of_concurrent_calls(
+    server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    budget = 0.05  # at $10 a million input tokens, about a dozen calls: less than one round of 17
+    r = run(server, tmp_path / "run", "llm.price_input_per_million=10", f"llm.budget_usd={budget}")
     usage = r.manifest["llm_usage"]
-    assert usage["estimated_cost_usd"] >= 0.5 and "llm.budget_usd" in usage["capped"]
-    assert usage["calls"] < CALLS_PER_ROUND * 3
+    assert "llm.budget_usd" in usage["capped"] and usage["capped_round"] == 0
+    assert 0 < usage["calls"] < CALLS_PER_ROUND == server.stats["completions"] + r.metrics["llm_fallbacks"].iloc[0]
+    assert 0.6 * budget < usage["estimated_cost_usd"] <= budget  # spent most of it, never more
+    assert (llm_rows(r).query("round > 0")["fallback_reason"].str.startswith("budget:")).all()
 
 
 def test_archetypes_share_one_call_per_group(server: FakeOpenAIServer, tmp_path: Path) -> None:
@@ -241,6 +246,8 @@ def test_auto_structured_output_falls_back_to_tools(server: FakeOpenAIServer, tm
     assert usage["structured_output_method"] == "tools"
     assert "json_schema" in usage["methods_failed"]
     assert int(r.metrics["llm_fallbacks"].sum()) == 0
+    assert server.stats["by_status"] == {"400": 1, "200": CALLS_PER_ROUND * 3}  # one probe, then tools only
+    assert usage["calls"] == CALLS_PER_ROUND * 3 + 1  # the refused probe was a call too
 
 
 def test_which_agents_the_llm_drives_is_fixed_by_the_seed() -> None:

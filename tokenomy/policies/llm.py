@@ -116,7 +116,9 @@ class LLMDecider:
         self._client: ModelClient | None = None
         self._pool: WorkerPool | None = None
         self.worker_failure = ""  # why the worker processes were given up, if they were
-        self._reserved = 0
+        self._reserved = 0  # calls admitted so far (max_calls counts these)
+        self._pending_usd = 0.0  # expected cost of the calls admitted this round and not yet answered
+        self._chars_sent = 0  # prompt characters of the calls answered so far (tokens per character)
 
     # -- transport --------------------------------------------------------------------------------
     async def _send(self, method: str, requests: list[Request]) -> list[CallOutcome]:
@@ -143,13 +145,32 @@ class LLMDecider:
             self._pool = None
 
     # -- caps -----------------------------------------------------------------------------------
-    def _cap_reason(self) -> str:
+    def _cap_reason(self, expected_usd: float) -> str:
+        """Why one more call may not be sent, or ``""``.
+
+        ``max_calls`` is exact. ``budget_usd`` is a ceiling on the estimated spend: a call goes out only
+        if what has been spent, plus the expected cost of the calls already sent this round, plus its
+        own expected cost stays within it (so a round of many concurrent calls cannot overshoot it).
+        """
         c, u = self.cfg, self.usage
         if c.max_calls is not None and self._reserved >= c.max_calls:
             return f"budget: llm.max_calls = {c.max_calls} reached"
-        if c.budget_usd is not None and u.cost_usd >= c.budget_usd:
-            return f"budget: llm.budget_usd = {c.budget_usd} reached (estimated ${u.cost_usd:.4f})"
+        if c.budget_usd is not None and u.cost_usd + self._pending_usd + expected_usd > c.budget_usd:
+            return (
+                f"budget: llm.budget_usd = {c.budget_usd} reached (estimated ${u.cost_usd:.4f} spent"
+                f" and ${self._pending_usd:.4f} committed to calls in flight)"
+            )
         return ""
+
+    def _expected_cost(self, r: Request) -> float:
+        """A call's cost before it is made: from the tokens per prompt character and the output tokens
+        seen so far, or (before the first answer) from the dry run's rule of thumb."""
+        if not (self.cfg.price_input_per_million or self.cfg.price_output_per_million):
+            return 0.0
+        u, chars = self.usage, len(r.system) + len(r.user)
+        if u.calls and self._chars_sent:
+            return self.cost_of(chars * u.input_tokens / self._chars_sent, u.output_tokens / u.calls)
+        return self.cost_of(chars / 4, min(TYPICAL_OUTPUT_TOKENS, self.cfg.max_output_tokens))
 
     def cost_of(self, input_tokens: int, output_tokens: int) -> float:
         c = self.cfg
@@ -190,12 +211,13 @@ class LLMDecider:
                 outs[i] = self._from_cache(r.decision, hit)
             elif self.replay:
                 outs[i] = CallOutcome(None, fallback_reason="replay: no recorded answer for this request")
-            elif reason := self._cap_reason():
+            elif reason := self._cap_reason(expected := self._expected_cost(r)):
                 if not self.usage.capped:
                     self.usage.capped, self.usage.capped_round = reason, round_no
                 outs[i] = CallOutcome(None, fallback_reason=reason)
             else:
                 self._reserved += 1
+                self._pending_usd += expected
                 todo.append(i)
         sent = list(todo)
         if todo and self.method is None:
@@ -212,24 +234,41 @@ class LLMDecider:
             for i, o in zip(todo, await self._send(self.method, [requests[i] for i in todo]), strict=True):
                 outs[i] = o
         for i in sent:
-            self._settle(keys[i], outs[i])  # type: ignore[arg-type]
+            self._settle(keys[i], outs[i], requests[i])  # type: ignore[arg-type]
+        self._pending_usd = 0.0
         return outs  # type: ignore[return-value]
 
     async def _probe(self, r: Request) -> CallOutcome:
-        out = CallOutcome(None, fallback_reason="no structured-output method worked")
+        """Try each structured-output method on one request until one gives a valid answer.
+
+        Every attempt is a call (counted, and capped by ``max_calls``); the last is returned.
+        """
+        out, tried = CallOutcome(None, fallback_reason="no structured-output method worked"), []
         for m in AUTO_ORDER:
+            if tried:
+                if self.cfg.max_calls is not None and self._reserved >= self.cfg.max_calls:
+                    break
+                self._reserved += 1
             (out,) = await self._send(m, [r])
+            tried.append(out)
             if out.decision is not None:
                 self.method = m
-                return out
+                break
             self.methods_failed[m] = out.fallback_reason
+            log.warning("structured output %s did not work: %s", m, redact(out.fallback_reason, (self._key,)))
+        for earlier in tried[:-1]:
+            self._count(earlier, r)
         return out
 
-    def _settle(self, key: str, out: CallOutcome) -> None:
-        """Count a sent request, log a rejected answer, and record it for replay."""
+    def _count(self, out: CallOutcome, r: Request) -> None:
         if out.called:
             self.usage.calls += 1
             self.usage.cost_usd += self.cost_of(out.input_tokens, out.output_tokens)
+            self._chars_sent += len(r.system) + len(r.user)
+
+    def _settle(self, key: str, out: CallOutcome, r: Request) -> None:
+        """Count a sent request, log a rejected answer, and record it for replay."""
+        self._count(out, r)
         if out.decision is None:
             log.warning(
                 "LLM answer rejected (%s), the rule-based decision stands in: %s",
