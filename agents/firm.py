@@ -98,6 +98,15 @@ class Firms:
     name = "firm"
     decision_model = FirmDecision
 
+    def __init__(self) -> None:
+        self._workforce: tuple[World, MarketView, NDArray[np.int64]] | None = None  # counted once per round
+
+    def _workers(self, world: World, view: MarketView) -> NDArray[np.int64]:
+        """Each firm's workforce at the start of the round (the view is new each round; hiring comes later)."""
+        if self._workforce is None or self._workforce[0] is not world or self._workforce[1] is not view:
+            self._workforce = (world, view, world.workers())
+        return self._workforce[2]
+
     def agent_name(self, world: World, i: int) -> str:
         return world.layout.name_of(world.layout.firm0 + i)
 
@@ -116,7 +125,7 @@ class Firms:
             balance=float(world.ledger.balance[world.layout.firm0 + i]) / 100,
             price=float(world.f_price[i]) / 100,
             wage_offer=float(world.f_wage[i]) / 100,
-            workers=int(world.workers()[i]),
+            workers=int(self._workers(world, view)[i]),
             capital=float(world.f_capital[i]),
             inventory=float(world.f_inventory[i]),
             sold_last_round=float(world.f_sales[i]),

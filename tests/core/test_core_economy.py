@@ -231,3 +231,20 @@ async def test_runs_and_steps_work_inside_a_running_event_loop(tmp_path: Path) -
     sim.step()
     sim.step()
     assert sim.world.round == 2
+
+
+def test_observations_show_each_agent_its_own_state_each_round() -> None:
+    """What an LLM-driven agent is told must be the world as it stands at the start of that round."""
+    sim = Simulation(load_scenario("baseline", ["households=300", "firms=6", "rounds=5"]))
+    for _ in range(3):
+        view = sim.observe()
+        w = sim.world
+        for i in range(w.n_firms):
+            o = sim.firms.observe(w, view, i)
+            assert o.workers == int(np.count_nonzero(w.h_employer == i))
+            assert o.balance == w.ledger.balance[w.layout.firm0 + i] / 100 and o.round == w.round
+        sim.decide()
+        sim.clear()
+        sim.settle()
+        sim.regulate()
+        sim.advance()
