@@ -63,22 +63,45 @@ METRIC_COLUMNS = (
     "llm_fallbacks",
     "llm_latency_p50_ms",
     "llm_latency_p95_ms",
+    "llm_cost_usd",
 )
+LLM_ROLE_METRICS = (
+    "llm_calls",
+    "llm_input_tokens",
+    "llm_output_tokens",
+    "llm_cache_hits",
+    "llm_fallbacks",
+    "llm_latency_p50_ms",
+    "llm_latency_p95_ms",
+    "llm_cost_usd",
+)  # also one column per LLM-driven role, e.g. llm_calls_firm
 
 
-def llm_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """LLM usage of one round: calls over the network, tokens spent (cache hits cost none), latency."""
+def llm_metrics(records: list[dict[str, Any]], scenario: Scenario) -> dict[str, Any]:
+    """LLM usage of one round: calls over the network, tokens spent (cache hits cost none), latency,
+    estimated cost; in total, then per LLM-driven role (``llm_calls_household``, ...)."""
+    row = _llm_usage(records, scenario, "")
+    for role in scenario.llm_roles():
+        row |= _llm_usage([r for r in records if r["role"] == role], scenario, f"_{role}")
+    return row
+
+
+def _llm_usage(records: list[dict[str, Any]], scenario: Scenario, suffix: str) -> dict[str, Any]:
     called = [r for r in records if r["called"]]
     lat = np.array([r["latency_ms"] for r in called], dtype=np.float64)
-    return {
-        "llm_calls": len(called),
-        "llm_input_tokens": int(sum(r["input_tokens"] for r in called)),
-        "llm_output_tokens": int(sum(r["output_tokens"] for r in called)),
-        "llm_cache_hits": int(sum(r["cache_hit"] for r in records)),
-        "llm_fallbacks": int(sum(bool(r["fallback_reason"]) for r in records)),
-        "llm_latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else 0.0,
-        "llm_latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else 0.0,
-    }
+    tin, tout = int(sum(r["input_tokens"] for r in called)), int(sum(r["output_tokens"] for r in called))
+    cfg = scenario.llm
+    values = (
+        int(sum(r["calls"] for r in called)),
+        tin,
+        tout,
+        int(sum(r["cache_hit"] for r in records)),
+        int(sum(bool(r["fallback_reason"]) for r in records)),
+        float(np.percentile(lat, 50)) if lat.size else 0.0,
+        float(np.percentile(lat, 95)) if lat.size else 0.0,
+        (tin * cfg.price_input_per_million + tout * cfg.price_output_per_million) / 1e6,
+    )
+    return {f"{name}{suffix}": v for name, v in zip(LLM_ROLE_METRICS, values, strict=True)}
 
 
 def gini(x: ArrayLike) -> float:
@@ -150,5 +173,5 @@ def round_metrics(world: World, outcome: RoundOutcome, scenario: Scenario, prev_
         "card_fee": float(min(w.card_fee, w.card_fee_cap)),
         "hires": o.hired,
         "separations": o.fired,
-        **llm_metrics(o.llm_records),
+        **llm_metrics(o.llm_records, scenario),
     }

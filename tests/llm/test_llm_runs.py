@@ -101,6 +101,10 @@ def test_llm_run_completes_conserves_and_records_every_decision(server: FakeOpen
     assert all(len(v["prompt_sha256"]) == 64 and Path(v["prompt"]).is_file() for v in llm["roles"].values())
     assert r.manifest["llm_usage"]["structured_output_method"] == "json_schema"
     assert r.manifest["llm_usage"]["by_role"]["household"]["calls"] == 30
+    for role, calls in (("household", 10), ("firm", 3), ("bank", 1), ("network", 2), ("regulator", 1)):
+        assert m[f"llm_calls_{role}"].tolist() == [calls] * 3  # per role, per round
+        assert (m[f"llm_input_tokens_{role}"] > 0).all()
+    assert (m["llm_cost_usd"] == 0).all()  # no prices given
     assert (tmp_path / "run" / "llm-cache.sqlite").is_file()
     assert_conserved(r)
 
@@ -212,6 +216,7 @@ def test_budget_usd_is_a_ceiling_even_with_a_round_of_concurrent_calls(
     assert "llm.budget_usd" in usage["capped"] and usage["capped_round"] == 0
     assert 0 < usage["calls"] < CALLS_PER_ROUND == server.stats["completions"] + r.metrics["llm_fallbacks"].iloc[0]
     assert 0.6 * budget < usage["estimated_cost_usd"] <= budget  # spent most of it, never more
+    assert r.metrics["llm_cost_usd"].sum() == pytest.approx(usage["estimated_cost_usd"])
     assert (llm_rows(r).query("round > 0")["fallback_reason"].str.startswith("budget:")).all()
 
 
@@ -247,7 +252,9 @@ def test_auto_structured_output_falls_back_to_tools(server: FakeOpenAIServer, tm
     assert "json_schema" in usage["methods_failed"]
     assert int(r.metrics["llm_fallbacks"].sum()) == 0
     assert server.stats["by_status"] == {"400": 1, "200": CALLS_PER_ROUND * 3}  # one probe, then tools only
-    assert usage["calls"] == CALLS_PER_ROUND * 3 + 1  # the refused probe was a call too
+    assert usage["calls"] == CALLS_PER_ROUND * 3 + 1  # the refused probe was a call too...
+    assert r.metrics["llm_calls"].tolist() == [CALLS_PER_ROUND + 1, CALLS_PER_ROUND, CALLS_PER_ROUND]  # ...in round 0
+    assert int(llm_rows(r)["calls"].max()) == 2
 
 
 def test_which_agents_the_llm_drives_is_fixed_by_the_seed() -> None:

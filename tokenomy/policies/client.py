@@ -73,7 +73,11 @@ class CallOutcome:
     output_tokens: int = 0
     cache_hit: bool = False
     method: str | None = None
-    called: bool = False  # a request went over the network
+    calls: int = 0  # requests sent over the network for this decision (more than one while probing)
+
+    @property
+    def called(self) -> bool:
+        return self.calls > 0
 
 
 class ModelClient:
@@ -182,7 +186,7 @@ class ModelClient:
             out.input_tokens, out.output_tokens = tin, tout
             return out
         rationale = str(getattr(parsed, "rationale", ""))[: self.cfg.rationale_chars]
-        return CallOutcome(parsed, rationale, "", latency, tin, tout, False, method, True)
+        return CallOutcome(parsed, rationale, "", latency, tin, tout, False, method, calls=1)
 
     def _fail(self, method: str, t0: float, reason: str) -> CallOutcome:
         return CallOutcome(
@@ -190,7 +194,7 @@ class ModelClient:
             fallback_reason=redact(reason, (self._key,))[:500],
             latency_ms=(time.perf_counter() - t0) * 1000,
             method=method,
-            called=True,
+            calls=1,
         )
 
 

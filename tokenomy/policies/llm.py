@@ -72,7 +72,7 @@ class Usage:
             role, {"decisions": 0, "calls": 0, "input_tokens": 0, "output_tokens": 0, "cache_hits": 0, "fallbacks": 0}
         )
         r["decisions"] += 1
-        r["calls"] += int(o.called)
+        r["calls"] += o.calls
         r["input_tokens"] += o.input_tokens if o.called else 0
         r["output_tokens"] += o.output_tokens if o.called else 0
         r["cache_hits"] += int(o.cache_hit)
@@ -241,7 +241,8 @@ class LLMDecider:
     async def _probe(self, r: Request) -> CallOutcome:
         """Try each structured-output method on one request until one gives a valid answer.
 
-        Every attempt is a call (counted, and capped by ``max_calls``); the last is returned.
+        Every attempt is a call (capped by ``max_calls``); the last is returned, carrying the count
+        and the tokens of the attempts before it.
         """
         out, tried = CallOutcome(None, fallback_reason="no structured-output method worked"), []
         for m in AUTO_ORDER:
@@ -256,15 +257,17 @@ class LLMDecider:
                 break
             self.methods_failed[m] = out.fallback_reason
             log.warning("structured output %s did not work: %s", m, redact(out.fallback_reason, (self._key,)))
-        for earlier in tried[:-1]:
-            self._count(earlier, r)
+        for earlier in tried[:-1]:  # the refused attempts were calls too: count them with the answer
+            out.calls += earlier.calls
+            out.input_tokens += earlier.input_tokens
+            out.output_tokens += earlier.output_tokens
         return out
 
     def _count(self, out: CallOutcome, r: Request) -> None:
         if out.called:
-            self.usage.calls += 1
+            self.usage.calls += out.calls
             self.usage.cost_usd += self.cost_of(out.input_tokens, out.output_tokens)
-            self._chars_sent += len(r.system) + len(r.user)
+            self._chars_sent += out.calls * (len(r.system) + len(r.user))
 
     def _settle(self, key: str, out: CallOutcome, r: Request) -> None:
         """Count a sent request, log a rejected answer, and record it for replay."""
@@ -469,6 +472,7 @@ class LLMPolicy:
                     "output_tokens": o.output_tokens if o.called else 0,
                     "cache_hit": o.cache_hit,
                     "called": o.called,
+                    "calls": o.calls,
                     "answer_json": o.decision.model_dump_json() if o.decision is not None else "",
                 }
             )
