@@ -257,6 +257,20 @@ def test_auto_structured_output_falls_back_to_tools(server: FakeOpenAIServer, tm
     assert int(llm_rows(r)["calls"].max()) == 2
 
 
+def test_a_busy_server_at_start_does_not_lock_the_run_into_a_weaker_method(server: FakeOpenAIServer) -> None:
+    server.set(faults=["server_error"])  # round 0: every request gets a 500
+    sim = Simulation(load_scenario("baseline", llm_sets(server, "llm.max_retries=0")))
+    sim.step()
+    reasons = [r["fallback_reason"] for r in sim.outcome.llm_records]
+    assert server.stats["completions"] == 1  # one probe, not one per decision nor one per method
+    assert all("Error code: 500" in why for why in reasons) and len(reasons) == CALLS_PER_ROUND
+    assert sim.llm is not None and sim.llm.decider.method is None and not sim.llm.decider.methods_failed
+    server.set(faults=[])
+    sim.step()
+    assert sim.llm.decider.method == "json_schema"  # not tools or JSON mode because of a 500
+    assert [r["fallback_reason"] for r in sim.outcome.llm_records] == [""] * CALLS_PER_ROUND
+
+
 def test_which_agents_the_llm_drives_is_fixed_by_the_seed() -> None:
     a, b, c = select_agents(1, 0, 1000, 0.1), select_agents(1, 0, 1000, 0.1), select_agents(2, 0, 1000, 0.1)
     np.testing.assert_array_equal(a, b)

@@ -74,6 +74,7 @@ class CallOutcome:
     cache_hit: bool = False
     method: str | None = None
     calls: int = 0  # requests sent over the network for this decision (more than one while probing)
+    transient: bool = False  # failed for a reason that says nothing about the request (busy, down, timeout)
 
     @property
     def called(self) -> bool:
@@ -174,7 +175,9 @@ class ModelClient:
         try:
             msg = await self._bound(method, r.decision).ainvoke([("system", r.system), ("user", r.user)])
         except Exception as exc:  # openai errors after retries, timeouts: never stop the run
-            return self._fail(method, t0, f"{type(exc).__name__}: {exc}")
+            out = self._fail(method, t0, f"{type(exc).__name__}: {exc}")
+            out.transient = _is_transient(exc)
+            return out
         latency = (time.perf_counter() - t0) * 1000
         usage = getattr(msg, "usage_metadata", None) or {}
         tin, tout = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
@@ -196,6 +199,14 @@ class ModelClient:
             method=method,
             calls=1,
         )
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Timeouts, lost connections, 429 and 5xx after the retries: the server's state, not the request's fault."""
+    import openai
+
+    transient = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError, TimeoutError)
+    return isinstance(exc, transient)
 
 
 @functools.cache

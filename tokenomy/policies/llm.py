@@ -241,8 +241,11 @@ class LLMDecider:
     async def _probe(self, r: Request) -> CallOutcome:
         """Try each structured-output method on one request until one gives a valid answer.
 
-        Every attempt is a call (capped by ``max_calls``); the last is returned, carrying the count
-        and the tokens of the attempts before it.
+        A method is given up only when the server refuses it (an HTTP 400, say) or answers it with
+        something invalid; a timeout, 429 or 5xx ends the probe for this round without giving up on
+        anything, so a busy server at start-up does not lock a run into a weaker method. Every
+        attempt is a call (capped by ``max_calls``); the last is returned, carrying the count and
+        the tokens of the attempts before it.
         """
         out, tried = CallOutcome(None, fallback_reason="no structured-output method worked"), []
         for m in AUTO_ORDER:
@@ -254,6 +257,8 @@ class LLMDecider:
             tried.append(out)
             if out.decision is not None:
                 self.method = m
+                break
+            if out.transient:  # busy or down says nothing about the method: try it again next round
                 break
             self.methods_failed[m] = out.fallback_reason
             log.warning("structured output %s did not work: %s", m, redact(out.fallback_reason, (self._key,)))

@@ -79,7 +79,7 @@ class WorkerPool:
             return await asyncio.wrap_future(self._executors[w].submit(_serve, method, chunk, self.concurrency))
         except Exception as exc:  # a dead or broken worker (BrokenProcessPool, pickling): never stop the run
             self.broken = f"LLM worker process failed: {type(exc).__name__}: {exc}"[:300]
-            return [CallOutcome(None, fallback_reason=self.broken, method=method) for _ in chunk]
+            return [CallOutcome(None, fallback_reason=self.broken, method=method, transient=True) for _ in chunk]
 
     def close(self) -> None:
         for ex in self._executors:
