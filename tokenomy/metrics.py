@@ -21,8 +21,18 @@ if TYPE_CHECKING:
     from tokenomy.simulation import RoundOutcome
     from tokenomy.world import World
 
-__all__ = ["METRIC_COLUMNS", "gini", "round_metrics", "top_share"]
+__all__ = ["LLM_ROLE_METRICS", "METRIC_COLUMNS", "gini", "llm_metrics", "round_metrics", "top_share"]
 
+LLM_ROLE_METRICS = (
+    "llm_calls",
+    "llm_input_tokens",
+    "llm_output_tokens",
+    "llm_cache_hits",
+    "llm_fallbacks",
+    "llm_latency_p50_ms",
+    "llm_latency_p95_ms",
+    "llm_cost_usd",
+)  # in total, and again per LLM-driven role: llm_calls_household, llm_cost_usd_firm, ...
 METRIC_COLUMNS = (
     "round",
     "gdp",
@@ -56,25 +66,8 @@ METRIC_COLUMNS = (
     "card_fee",
     "hires",
     "separations",
-    "llm_calls",
-    "llm_input_tokens",
-    "llm_output_tokens",
-    "llm_cache_hits",
-    "llm_fallbacks",
-    "llm_latency_p50_ms",
-    "llm_latency_p95_ms",
-    "llm_cost_usd",
+    *LLM_ROLE_METRICS,
 )
-LLM_ROLE_METRICS = (
-    "llm_calls",
-    "llm_input_tokens",
-    "llm_output_tokens",
-    "llm_cache_hits",
-    "llm_fallbacks",
-    "llm_latency_p50_ms",
-    "llm_latency_p95_ms",
-    "llm_cost_usd",
-)  # also one column per LLM-driven role, e.g. llm_calls_firm
 
 
 def llm_metrics(records: list[dict[str, Any]], scenario: Scenario) -> dict[str, Any]:

@@ -8,24 +8,12 @@ import signal
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from test_llm_runs import CALLS_PER_ROUND, KEY, assert_conserved, llm_rows, llm_sets
+from llm_helpers import CALLS_PER_ROUND, KEY, assert_conserved, llm_rows, llm_sets
 
 import tokenomy
 from tokenomy.scenario import load_scenario
 from tokenomy.simulation import Simulation
 from tokenomy.testing.fake_openai import FakeOpenAIServer
-
-
-@pytest.fixture
-def server() -> FakeOpenAIServer:
-    with FakeOpenAIServer(model="fake-model", retry_after_ms=1) as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # workers inherit the environment: the key is never pickled
 
 
 def test_workers_make_the_same_run_as_one_process(server: FakeOpenAIServer, tmp_path: Path) -> None:
