@@ -56,13 +56,13 @@ class WorkerPool:
 
     def __init__(self, cfg: LLM, *, seed: int, n: int) -> None:
         ctx = multiprocessing.get_context("spawn")
-        rps = cfg.requests_per_second / n if cfg.requests_per_second else None  # the limit is per run
+        rps = cfg.requests_per_second / n if cfg.requests_per_second else None  # the limits are per run
         self.n = n
         self.concurrency = max(1, cfg.max_concurrency // n)
         self.broken = ""  # why the pool stopped working, once it has
+        mine = cfg.model_copy(update={"max_concurrency": self.concurrency}).model_dump_json()  # sizes its pools
         self._executors = [
-            ProcessPoolExecutor(1, mp_context=ctx, initializer=_start, initargs=(cfg.model_dump_json(), seed, rps))
-            for _ in range(n)
+            ProcessPoolExecutor(1, mp_context=ctx, initializer=_start, initargs=(mine, seed, rps)) for _ in range(n)
         ]
 
     async def call_many(self, method: str, requests: list[Request]) -> list[CallOutcome]:
