@@ -110,6 +110,36 @@ def concurrency(base_url: str, latency: float, workers: int, rounds: int = 6) ->
     )
 
 
+def throughput(base_url: str, workers: int, rounds: int = 4) -> None:
+    """Calls per second when the server answers at once: what the client side can sustain."""
+    sets = _sets(
+        base_url,
+        "households=4000",
+        "firms=10",
+        "banks=2",
+        "roles.household.policy=llm",
+        "roles.household.llm_share=0.1",
+        "roles.firm.policy=llm",
+        f"rounds={rounds}",
+        f"llm.workers={workers}",
+    )
+    with Simulation(tokenomy.load_scenario("baseline", sets)) as sim:
+        rates = []
+        for _ in range(rounds):
+            sim.observe()
+            t0 = time.perf_counter()
+            sim.decide()
+            rates.append(len(sim.outcome.llm_records) / (time.perf_counter() - t0))
+            sim.clear()
+            sim.settle()
+            sim.regulate()
+            sim.advance()
+    calls = len(sim.outcome.llm_records)
+    print(
+        f"   workers {workers}: {statistics.median(rates[1:]):5.0f} calls/s ({calls} calls a round, no server latency)"
+    )
+
+
 def archetypes(base_url: str) -> None:
     sets = _sets(
         base_url,
@@ -150,7 +180,10 @@ def main() -> None:
         with server_process(latency) as url:
             for workers in (1, 2):
                 concurrency(url, latency, workers)
+    print("   client throughput, the part that more cores (llm.workers) buy:")
     with server_process(0.0) as url:
+        for workers in (1, 2):
+            throughput(url, workers)
         archetypes(url)
         replay(url)
 
