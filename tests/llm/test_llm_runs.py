@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from llm_helpers import ALL_LLM, CALLS_PER_ROUND, KEY, SMALL, assert_conserved, llm_rows, llm_sets, run
 
 import tokenomy
-from tokenomy.policies.llm import select_agents
+from tokenomy.policies.llm import archetype_groups, select_agents
 from tokenomy.scenario import load_scenario
 from tokenomy.simulation import Simulation
 from tokenomy.testing.fake_openai import FakeOpenAIServer
@@ -219,6 +221,31 @@ def test_a_busy_server_at_start_does_not_lock_the_run_into_a_weaker_method(serve
     sim.step()
     assert sim.llm.decider.method == "json_schema"  # not tools or JSON mode because of a 500
     assert [r["fallback_reason"] for r in sim.outcome.llm_records] == [""] * CALLS_PER_ROUND
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 64),
+    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6), st.booleans()), min_size=1, max_size=300),
+)
+def test_archetypes_never_exceed_k_and_keep_like_with_like(k: int, rows: list[tuple[int, int, bool]]) -> None:
+    wealth, income, employed = (np.array(c) for c in zip(*rows, strict=True))
+    g = archetype_groups(wealth.astype(float), income.astype(float), employed, k)
+    assert g.shape == wealth.shape and np.array_equal(np.unique(g), np.arange(g.max() + 1))  # dense ids
+    assert g.max() + 1 <= k
+    for grp in np.unique(g):  # one group never mixes the employed with the unemployed (given two groups)
+        assert k == 1 or np.unique(employed[g == grp]).size == 1
+    same = (wealth[:, None] == wealth) & (income[:, None] == income) & (employed[:, None] == employed)
+    assert (g[:, None] == g)[same].all()  # households that look alike share an archetype
+
+
+def test_archetypes_use_wealth_when_incomes_tie() -> None:
+    rng = np.random.default_rng(0)
+    wealth = rng.lognormal(size=1000)
+    g = archetype_groups(wealth, np.full(1000, 2000.0), np.ones(1000, dtype=bool), 32)
+    assert g.max() + 1 == 32  # every group of the budget used, by wealth (was 4 when income bins were fixed)
+    order = np.argsort(wealth)
+    assert (np.diff(g[order]) >= 0).all()  # groups are wealth bands
 
 
 def test_which_agents_the_llm_drives_is_fixed_by_the_seed() -> None:

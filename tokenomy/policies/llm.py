@@ -326,21 +326,26 @@ def select_agents(seed: int, role_index: int, n: int, share: float) -> NDArray[n
 def archetype_groups(
     wealth: NDArray[np.float64], income: NDArray[np.float64], employed: NDArray[np.bool_], k: int
 ) -> NDArray[np.int64]:
-    """Group households into at most ``k`` archetypes: employment x wealth quantile x income quantile.
+    """Group households into at most ``k`` archetypes: employment x income quantile x wealth quantile.
 
-    Each of wealth and income is cut into ``q = floor(sqrt(k / 2))`` quantile bins (ties share a
-    bin), so there are at most ``2 q^2 <= k`` groups; empty ones are simply absent. Returns a group
-    id per household (ids are dense from 0).
+    Income gets ``q_i = min(floor(sqrt(k / e)), distinct incomes)`` quantile bins, where ``e`` is the
+    number of employment states present (1 or 2); wealth gets what is left, ``floor(k / (e q_i))``.
+    So when incomes tie (all wages equal at the start, say) the groups go to wealth instead of being
+    lost, and there are never more than ``k``. Ties share a bin, so fewer groups can appear. Returns
+    a group id per household (ids are dense from 0).
     """
-    q = max(1, int(np.floor(np.sqrt(k / 2))))
+    if employed.size == 0:
+        return np.empty(0, dtype=np.int64)
+    e = int(np.unique(employed).size) if k >= 2 else 1  # with k = 1 there is one group for everybody
+    q_income = max(1, min(int(np.floor(np.sqrt(k / e))), int(np.unique(income).size)))
+    q_wealth = max(1, k // (e * q_income))
 
-    def bins(x: NDArray[np.float64]) -> NDArray[np.int64]:
-        if x.size == 0:
-            return np.empty(0, dtype=np.int64)
+    def bins(x: NDArray[np.float64], q: int) -> NDArray[np.int64]:
         edges = np.quantile(x, np.linspace(0, 1, q + 1)[1:-1])
         return np.searchsorted(edges, x, side="right").astype(np.int64)
 
-    raw = employed.astype(np.int64) * q * q + bins(wealth) * q + bins(income)
+    status = employed.astype(np.int64) if e == 2 else np.zeros(employed.size, dtype=np.int64)
+    raw = (status * q_income + bins(income, q_income)) * q_wealth + bins(wealth, q_wealth)
     _, dense = np.unique(raw, return_inverse=True)
     return dense.astype(np.int64)
 
