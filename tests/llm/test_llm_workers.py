@@ -5,9 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from llm_helpers import CALLS_PER_ROUND, KEY, assert_conserved, llm_rows, llm_sets
 
 import tokenomy
@@ -61,3 +65,36 @@ def test_a_killed_worker_fails_only_its_calls_and_the_run_goes_on(server: FakeOp
         assert [r["fallback_reason"] for r in sim.outcome.llm_records] == [""] * CALLS_PER_ROUND
         assert not multiprocessing.active_children()
     assert server.stats["completions"] == 3 * CALLS_PER_ROUND - len(fell)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has exited; only its exit status is left to collect
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_exit_when_their_parent_is_killed(server: FakeOpenAIServer) -> None:
+    """kill -9 of a run must not leave its worker processes behind (they would hold memory and sockets)."""
+    sets = llm_sets(server, "llm.workers=2", "rounds=50")
+    code = (
+        "import multiprocessing, time, tokenomy\n"
+        f"sim = tokenomy.Simulation(tokenomy.load_scenario('baseline', {sets!r}))\n"
+        "sim.step()\n"
+        "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]  # type: ignore[union-attr]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        proc.kill()
+        proc.wait()
+    for _ in range(200):  # they notice within moments; allow a slow machine plenty
+        if not any(_alive(p) for p in pids):
+            break
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)

@@ -14,13 +14,17 @@ Processes are started with ``spawn`` (safe beside threads, in Jupyter and on eve
 any ``spawn`` multiprocessing, a script that runs a simulation with ``workers > 1`` needs the usual
 ``if __name__ == "__main__":`` guard. A worker that dies fails only its share of that round's
 calls (the rules decide those agents, with the reason recorded); the decider then carries on in
-its own process.
+its own process. Workers watch their parent and exit with it, so ``kill -9`` of a run leaves no
+process behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -40,10 +44,19 @@ def _start(cfg_json: str, seed: int, requests_per_second: float | None) -> None:
     global _client, _loop
     from tokenomy.scenario import LLM
 
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a parent killed with -9 cannot shut us down: leave with it
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
     cfg = LLM.model_validate_json(cfg_json)
     _loop = asyncio.new_event_loop()
     asyncio.set_event_loop(_loop)
     _client = ModelClient(cfg, seed=seed, key=read_key(cfg), requests_per_second=requests_per_second)
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
 
 def _serve(method: str, requests: list[Request], concurrency: int) -> list[CallOutcome]:
