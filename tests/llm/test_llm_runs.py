@@ -271,8 +271,9 @@ def test_a_fallback_is_exactly_the_rule_based_decision() -> None:
     assert base.rng.bit_generator.state == llm.rng.bit_generator.state
 
 
-def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", **(env_extra or {})}
+def _cli(*args: str, without_key: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not (without_key and k == "OPENAI_API_KEY")}
+    env["COLUMNS"] = "200"
     return subprocess.run(
         [TOKENOMY, *args], capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL, check=False
     )
@@ -307,15 +308,8 @@ def test_cli_run_and_replay(server: FakeOpenAIServer, tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert "LLM usage" in first.stdout and "json_schema" in first.stdout
     server.stop()
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    again = subprocess.run(
-        [TOKENOMY, "run", "baseline", "--out", str(tmp_path / "b"), "-q", "--replay", str(tmp_path / "a"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        check=False,
+    again = _cli(
+        "run", "baseline", "--out", str(tmp_path / "b"), "-q", "--replay", str(tmp_path / "a"), *args, without_key=True
     )
     assert again.returncode == 0, again.stderr
     a = tokenomy.open_run(tmp_path / "a").metrics
@@ -335,17 +329,8 @@ def test_cli_bad_prompt_or_missing_key_exit_2(server: FakeOpenAIServer, tmp_path
     )
     assert res.returncode == 2 and "bad.md" in res.stderr and "name_that_does_not_exist" in res.stderr
     assert "Traceback" not in res.stderr
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     sets = [s for s in llm_sets(server) if not s.startswith("llm.base_url")]
-    res = subprocess.run(
-        [TOKENOMY, "run", "baseline", "--out", str(tmp_path / "y"), *[f"--set={s}" for s in sets]],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    res = _cli("run", "baseline", "--out", str(tmp_path / "y"), *[f"--set={s}" for s in sets], without_key=True)
     assert res.returncode == 2 and "OPENAI_API_KEY" in res.stderr and not (tmp_path / "y").exists()
 
 
