@@ -164,8 +164,9 @@ class LLMDecider:
 
     def _expected_cost(self, r: Request) -> float:
         """A call's cost before it is made: from the tokens per prompt character and the output tokens
-        seen so far, or (before the first answer) from the dry run's rule of thumb."""
-        if not (self.cfg.price_input_per_million or self.cfg.price_output_per_million):
+        seen so far, or (before the first answer) from the dry run's rule of thumb. Only a budget needs it."""
+        c = self.cfg
+        if c.budget_usd is None or not (c.price_input_per_million or c.price_output_per_million):
             return 0.0
         u, chars = self.usage, len(r.system) + len(r.user)
         if u.calls and self._chars_sent:
