@@ -185,12 +185,11 @@ def pro_rata(total: int, weights: NDArray[np.int64] | NDArray[np.float64]) -> ND
     Every unit is assigned when any weight is positive, so a split never loses or invents units.
     """
     w = np.asarray(weights, dtype=np.float64)
-    out = np.zeros(w.size, dtype=np.int64)
     s = w.sum()
     if total <= 0 or s <= 0:
-        return out
+        return np.zeros(w.size, dtype=np.int64)
     exact = w * (total / s)
-    out = np.floor(exact).astype(np.int64)
+    out: NDArray[np.int64] = np.floor(exact).astype(np.int64)  # numpy types a float64 sum as Any
     short = int(total - out.sum())
     if short > 0:
         order = np.argsort(-(exact - out), kind="stable")

@@ -137,7 +137,8 @@ class Ledger:
     def spendable(self, account: ArrayLike) -> NDArray[np.int64]:
         """Cents an account can pay out now without breaching its floor."""
         acc = np.asarray(account, dtype=np.int64)
-        return np.maximum(self.balance[acc] - self.floor[acc], 0)
+        free: NDArray[np.int64] = np.maximum(self.balance[acc] - self.floor[acc], 0)  # numpy's stubs say Any
+        return free
 
     # -- the round's check ----------------------------------------------------------------------
     def close_round(self, round_no: int) -> tuple[int, int]:

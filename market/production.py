@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = ["cost_minimising_ratio", "labour_required", "marginal_products", "output", "output_per_worker"]
 
 _EPS = 1e-12
+_Floats = NDArray[np.float64]
 
 
 def _check_sigma(sigma: float) -> None:
@@ -28,7 +29,8 @@ def _check_sigma(sigma: float) -> None:
 
 def _ces_terms(
     K: NDArray[np.float64], L: NDArray[np.float64], phi: NDArray[np.float64], sigma: float
-) -> tuple[NDArray[np.float64], ...]:
+) -> tuple[float, _Floats, _Floats, _Floats, _Floats, _Floats]:
+    """``(rho, K, L, wk, wl, s)``: the CES exponent, inputs floored at ``_EPS``, task weights and the inner sum."""
     rho = (sigma - 1.0) / sigma
     k = np.maximum(K, _EPS)
     lab = np.maximum(L, _EPS)
