@@ -11,19 +11,25 @@ Rule-based lending: a firm may borrow up to ``max_leverage`` times the value of 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
+from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
 from tokenomy.market.clearing import pro_rata
-from tokenomy.scenario import Scenario
+from tokenomy.scenario import Bank, Scenario
 from tokenomy.world import World
 
-__all__ = ["BankBatch", "BankDecision", "BankObservation", "Banks", "grant_loans"]
+__all__ = ["BankBatch", "BankDecision", "BankObservation", "Banks", "config", "grant_loans"]
+
+
+def config(scenario: Scenario) -> Bank:
+    """The ``[roles.bank]`` section."""
+    return scenario.roles.get("bank", Bank)
 
 
 class BankObservation(BaseModel):
@@ -51,31 +57,41 @@ class BankBatch(Batch):
     dividend: NDArray[np.int64]
     notes: NDArray[np.object_]
 
+    def merge(self, world: World, i: int, decision: BaseModel, scenario: Scenario) -> None:
+        d = expect(decision, BankDecision)
+        self.deposit_rate[i] = d.deposit_rate
+        self.loan_rate[i] = d.loan_rate
+        self.dividend[i] = round(d.dividend * 100)
+
+    def validated(self, world: World, scenario: Scenario) -> BankBatch:
+        notes = self.notes
+        dr = np.clip(np.nan_to_num(self.deposit_rate), 0.0, 0.1)
+        lr = np.clip(np.nan_to_num(self.loan_rate), 0.0, 0.5)
+        note(notes, (dr != self.deposit_rate) | (lr != self.loan_rate), "rates clipped to range")
+        own = world.balance_of("bank")
+        div = np.clip(self.dividend, 0, own)
+        note(notes, div < self.dividend, "dividend clipped to own funds")
+        return BankBatch(dr, lr, div, notes)
+
 
 def _bank_loans(world: World) -> NDArray[np.int64]:
-    return np.bincount(world.f_loan_bank, weights=world.f_loan, minlength=world.layout.banks).astype(np.int64)
+    return np.bincount(world.f_loan_bank, weights=world.f_loan, minlength=world.layout.count("bank")).astype(np.int64)
 
 
 def _deposits(world: World) -> NDArray[np.int64]:
-    return np.bincount(world.h_bank, weights=world.household_balance(), minlength=world.layout.banks).astype(np.int64)
+    n_banks = world.layout.count("bank")
+    return np.bincount(world.h_bank, weights=world.household_balance(), minlength=n_banks).astype(np.int64)
 
 
 class Banks:
-    name = "bank"
     decision_model = BankDecision
-
-    def agent_name(self, world: World, i: int) -> str:
-        return world.layout.name_of(world.layout.bank0 + i)
-
-    def merge(self, world: World, batch: BankBatch, i: int, d: BankDecision, scenario: Scenario) -> None:
-        batch.deposit_rate[i] = d.deposit_rate
-        batch.loan_rate[i] = d.loan_rate
-        batch.dividend[i] = round(d.dividend * 100)
+    share_decision = None
+    example_answers: Mapping[str, ExampleAnswer] = {}  # set below
 
     def observe(self, world: World, view: MarketView, i: int) -> BankObservation:
         return BankObservation(
             round=view.round,
-            own_funds=float(world.ledger.balance[world.layout.bank0 + i]) / 100,
+            own_funds=float(world.balance_of("bank")[i]) / 100,
             deposits=float(_deposits(world)[i]) / 100,
             loans=float(_bank_loans(world)[i]) / 100,
             depositors=int((world.h_bank == i).sum()),
@@ -85,38 +101,36 @@ class Banks:
         )
 
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> BankBatch:
-        p = scenario.roles.bank
-        b = world.layout.banks
-        own = world.ledger.balance[world.layout.bank_accounts()].astype(np.float64)
+        p = config(scenario)
+        b = world.layout.count("bank")
+        own = world.balance_of("bank").astype(np.float64)
         interest_due = p.deposit_rate * _deposits(world)
         keep = p.capital_ratio * _bank_loans(world) + interest_due
         div = np.floor(p.payout_ratio * np.maximum(own - keep, 0.0)).astype(np.int64)
         return BankBatch(np.full(b, p.deposit_rate), np.full(b, p.loan_rate), div, np.full(b, "", dtype=object))
 
-    def validate(self, world: World, batch: BankBatch, scenario: Scenario) -> BankBatch:
-        notes = batch.notes
-        dr = np.clip(np.nan_to_num(batch.deposit_rate), 0.0, 0.1)
-        lr = np.clip(np.nan_to_num(batch.loan_rate), 0.0, 0.5)
-        note(notes, (dr != batch.deposit_rate) | (lr != batch.loan_rate), "rates clipped to range")
-        own = world.ledger.balance[world.layout.bank_accounts()]
-        div = np.clip(batch.dividend, 0, own)
-        note(notes, div < batch.dividend, "dividend clipped to own funds")
-        return BankBatch(dr, lr, div, notes)
-
 
 def grant_loans(world: World, request: NDArray[np.int64], banks: BankBatch, scenario: Scenario) -> NDArray[np.int64]:
     """How much each firm's bank lends it this round (cents); also sets the firm's loan rate."""
-    p = scenario.roles.bank
+    p = config(scenario)
     cap_value = world.f_capital * world.capital_price * world.price_index
     headroom = np.maximum(np.floor(p.max_leverage * cap_value) - world.f_loan, 0).astype(np.int64)
     want = np.minimum(np.maximum(request, 0), headroom)
-    own = world.ledger.balance[world.layout.bank_accounts()] - banks.dividend
+    own = world.balance_of("bank") - banks.dividend
     capacity = np.maximum(np.floor(own / p.capital_ratio) - _bank_loans(world), 0).astype(np.int64)
     grant = np.zeros_like(want)
-    for b in range(world.layout.banks):  # a handful of banks: the loop is over banks, not firms
+    for b in range(world.layout.count("bank")):  # a handful of banks: the loop is over banks, not firms
         mine = world.f_loan_bank == b
         total = int(want[mine].sum())
         grant[mine] = want[mine] if total <= capacity[b] else pro_rata(int(capacity[b]), want[mine])
     leverage = (world.f_loan + grant) / np.maximum(cap_value, 1.0)
     world.f_loan_rate = banks.loan_rate[world.f_loan_bank] + p.loan_spread * np.minimum(leverage, 10.0)
     return grant
+
+
+def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
+    """What the fake OpenAI-compatible server (tokenomy.testing) answers for a bank."""
+    return {"deposit_rate": 0.001, "loan_rate": 0.005, "dividend": 0.0, "rationale": "fake rule-based policy"}
+
+
+Banks.example_answers = {"BankDecision": (example_answer, {"deposit_rate": 5.0})}

@@ -22,19 +22,40 @@ Rule-based policy, vectorised over firms:
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
+from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
 from tokenomy.market import production
-from tokenomy.scenario import Scenario
+from tokenomy.scenario import Bank, Firm, Scenario
 from tokenomy.world import World
 
-__all__ = ["FirmBatch", "FirmDecision", "FirmObservation", "Firms", "capital_user_cost"]
+__all__ = [
+    "FirmBatch",
+    "FirmDecision",
+    "FirmObservation",
+    "Firms",
+    "capital_user_cost",
+    "config",
+    "debt_service",
+    "fit_to_funds",
+    "robot_tax_due",
+]
+
+
+def config(scenario: Scenario) -> Firm:
+    """The ``[roles.firm]`` section."""
+    return scenario.roles.get("firm", Firm)
+
+
+def _bank(scenario: Scenario) -> Bank:
+    return scenario.roles.get("bank", Bank)
 
 
 class FirmObservation(BaseModel):
@@ -80,49 +101,78 @@ class FirmBatch(Batch):
     issue_shares: NDArray[np.int64]
     notes: NDArray[np.object_]
 
+    def merge(self, world: World, i: int, decision: BaseModel, scenario: Scenario) -> None:
+        d = expect(decision, FirmDecision)
+        self.price[i] = d.price * 100
+        self.wage_offer[i] = d.wage_offer * 100
+        self.target_workers[i] = d.target_workers
+        self.investment_budget[i] = round(d.investment_budget * 100)
+        self.dividend[i] = round(d.dividend * 100)
+        self.loan_request[i] = round(d.loan_request * 100)
+        self.issue_shares[i] = d.issue_shares
+
+    def validated(self, world: World, scenario: Scenario) -> FirmBatch:
+        """Reject impossible values; affordability is settled later by :func:`fit_to_funds`."""
+        batch, p = self, config(scenario)
+        notes = batch.notes
+        bad_price = ~np.isfinite(batch.price) | (batch.price <= 0)
+        note(notes, bad_price, "price must be positive: kept last price")
+        price = np.where(bad_price, world.f_price, batch.price)
+        bad_wage = ~np.isfinite(batch.wage_offer) | (batch.wage_offer < 0)
+        note(notes, bad_wage, "wage must be non-negative: kept last wage")
+        wage = np.where(bad_wage, world.f_wage, batch.wage_offer)
+        target = np.clip(batch.target_workers, 0, world.n_households)
+        cap = np.floor(p.max_issue_share * world.t_outstanding[world.tokens_of("firm")]).astype(np.int64)
+        issue = np.clip(batch.issue_shares, 0, cap) if p.equity_issuance else np.zeros_like(cap)
+        note(notes, batch.issue_shares > issue, "share issue clipped to the allowed maximum")
+        return FirmBatch(
+            price,
+            wage,
+            target,
+            np.maximum(batch.investment_budget, 0),
+            np.maximum(batch.dividend, 0),
+            np.maximum(batch.loan_request, 0),
+            issue,
+            notes,
+        )
+
+    def apply(self, world: World) -> None:
+        """Posted prices and wage offers hold from this round's markets on."""
+        world.f_price, world.f_wage = self.price.copy(), self.wage_offer.copy()
+
 
 def capital_user_cost(world: World, scenario: Scenario) -> float:
     """Cents per unit of capital per round: what a unit costs to hold (wear plus interest)."""
     a = scenario.automation
-    return world.capital_price * world.price_index * (a.depreciation + scenario.roles.bank.loan_rate)
+    return world.capital_price * world.price_index * (a.depreciation + _bank(scenario).loan_rate)
 
 
 def debt_service(world: World, scenario: Scenario) -> NDArray[np.int64]:
     """Interest plus scheduled repayment due this round, cents."""
     interest = np.floor(world.f_loan * world.f_loan_rate)
-    repay = np.ceil(world.f_loan * scenario.roles.bank.amortization)
+    repay = np.ceil(world.f_loan * _bank(scenario).amortization)
     return (interest + np.minimum(repay, world.f_loan)).astype(np.int64)
 
 
 class Firms:
-    name = "firm"
     decision_model = FirmDecision
+    share_decision = None
+    example_answers: Mapping[str, ExampleAnswer] = {}  # set below, after the answer function
 
     def __init__(self) -> None:
-        self._workforce: tuple[World, MarketView, NDArray[np.int64]] | None = None  # counted once per round
+        # each firm's workforce, counted once per round (keyed by the world and the round's view)
+        self._workforce: tuple[weakref.ref[World], MarketView, NDArray[np.int64]] | None = None
 
     def _workers(self, world: World, view: MarketView) -> NDArray[np.int64]:
         """Each firm's workforce at the start of the round (the view is new each round; hiring comes later)."""
-        if self._workforce is None or self._workforce[0] is not world or self._workforce[1] is not view:
-            self._workforce = (world, view, world.workers())
+        if self._workforce is None or self._workforce[0]() is not world or self._workforce[1] is not view:
+            self._workforce = (weakref.ref(world), view, world.workers())
         return self._workforce[2]
-
-    def agent_name(self, world: World, i: int) -> str:
-        return world.layout.name_of(world.layout.firm0 + i)
-
-    def merge(self, world: World, batch: FirmBatch, i: int, d: FirmDecision, scenario: Scenario) -> None:
-        batch.price[i] = d.price * 100
-        batch.wage_offer[i] = d.wage_offer * 100
-        batch.target_workers[i] = d.target_workers
-        batch.investment_budget[i] = round(d.investment_budget * 100)
-        batch.dividend[i] = round(d.dividend * 100)
-        batch.loan_request[i] = round(d.loan_request * 100)
-        batch.issue_shares[i] = d.issue_shares
 
     def observe(self, world: World, view: MarketView, i: int) -> FirmObservation:
         return FirmObservation(
             round=view.round,
-            balance=float(world.ledger.balance[world.layout.firm0 + i]) / 100,
+            balance=float(world.firm_balance()[i]) / 100,
             price=float(world.f_price[i]) / 100,
             wage_offer=float(world.f_wage[i]) / 100,
             workers=int(self._workers(world, view)[i]),
@@ -133,7 +183,7 @@ class Firms:
             unfilled_vacancies=int(world.f_unfilled[i]),
             loan=float(world.f_loan[i]) / 100,
             loan_rate=float(world.f_loan_rate[i]),
-            token_price=float(world.t_price[i]) / 100,
+            token_price=float(world.t_price[world.tokens_of("firm")][i]) / 100,
             automatable_share=view.phi,
             capital_price=view.capital_price * view.price_index / 100,
             mean_price=view.mean_price / 100,
@@ -142,7 +192,7 @@ class Firms:
         )
 
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> FirmBatch:
-        p, prod, auto = scenario.roles.firm, scenario.production, scenario.automation
+        p, prod, auto = config(scenario), scenario.production, scenario.automation
         m = world.n_firms
         L = world.workers().astype(np.float64)
         K = world.f_capital
@@ -206,36 +256,13 @@ class Firms:
         )
         issue = np.zeros(m, dtype=np.int64)
         if p.equity_issuance:
-            tp = world.t_price[:m]
-            cap = np.floor(p.max_issue_share * world.t_outstanding[:m])
+            mine = world.tokens_of("firm")
+            tp = world.t_price[mine]
+            cap = np.floor(p.max_issue_share * world.t_outstanding[mine])
             issue = np.where(loan_req > 0, np.minimum(np.ceil(loan_req / np.maximum(tp, 1e-9)), cap), 0).astype(
                 np.int64
             )
         return FirmBatch(price, wage, target, invest_budget, dividend, loan_req, issue, np.full(m, "", dtype=object))
-
-    def validate(self, world: World, batch: FirmBatch, scenario: Scenario) -> FirmBatch:
-        """Reject impossible values; affordability is settled later by :func:`fit_to_funds`."""
-        notes = batch.notes
-        bad_price = ~np.isfinite(batch.price) | (batch.price <= 0)
-        note(notes, bad_price, "price must be positive: kept last price")
-        price = np.where(bad_price, world.f_price, batch.price)
-        bad_wage = ~np.isfinite(batch.wage_offer) | (batch.wage_offer < 0)
-        note(notes, bad_wage, "wage must be non-negative: kept last wage")
-        wage = np.where(bad_wage, world.f_wage, batch.wage_offer)
-        target = np.clip(batch.target_workers, 0, world.n_households)
-        cap = np.floor(scenario.roles.firm.max_issue_share * world.t_outstanding[: world.n_firms]).astype(np.int64)
-        issue = np.clip(batch.issue_shares, 0, cap) if scenario.roles.firm.equity_issuance else np.zeros_like(cap)
-        note(notes, batch.issue_shares > issue, "share issue clipped to the allowed maximum")
-        return FirmBatch(
-            price,
-            wage,
-            target,
-            np.maximum(batch.investment_budget, 0),
-            np.maximum(batch.dividend, 0),
-            np.maximum(batch.loan_request, 0),
-            issue,
-            notes,
-        )
 
 
 def robot_tax_due(world: World, scenario: Scenario) -> NDArray[np.int64]:
@@ -270,3 +297,31 @@ def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scena
     div = np.minimum(batch.dividend, room)
     note(notes, div < batch.dividend, "dividend cut to funds")
     return FirmBatch(batch.price, batch.wage_offer, target, invest, div, batch.loan_request, batch.issue_shares, notes)
+
+
+# -- what a stand-in model answers (the fake OpenAI-compatible server; tokenomy.testing) -----------
+def _num(obs: dict[str, Any], key: str, default: float = 0.0) -> float:
+    v = obs.get(key, default)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
+
+
+def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
+    price = max(_num(obs, "price", 1.0), 0.01)
+    if _num(obs, "unmet_demand_last_round") > 0:
+        price *= 1.005
+    elif _num(obs, "inventory") > 0.2 * _num(obs, "sold_last_round"):
+        price *= 0.995
+    workers = max(int(_num(obs, "workers")), 0)
+    return {
+        "price": round(max(price, 0.01), 4),
+        "wage_offer": round(max(_num(obs, "wage_offer"), 0.0), 2),
+        "target_workers": workers + (1 if _num(obs, "unfilled_vacancies") > 0 else 0),
+        "investment_budget": 0.0,
+        "dividend": 0.0,
+        "loan_request": 0.0,
+        "issue_shares": 0,
+        "rationale": "fake rule-based policy: nudge price towards clearing, keep wage and staff",
+    }
+
+
+Firms.example_answers = {"FirmDecision": (example_answer, {"price": -1.0, "target_workers": -3})}

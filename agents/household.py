@@ -16,19 +16,32 @@ Rule-based policy (``heuristic``), vectorised over the whole population:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
+from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
 from tokenomy.market.rails import RAIL_NAMES, Rail, net_of_fee
-from tokenomy.scenario import Scenario
+from tokenomy.scenario import Household, Rails, Scenario
 from tokenomy.world import World
 
-__all__ = ["HouseholdBatch", "HouseholdDecision", "HouseholdObservation", "Households"]
+__all__ = [
+    "HouseholdBatch",
+    "HouseholdDecision",
+    "HouseholdObservation",
+    "HouseholdShareDecision",
+    "Households",
+    "config",
+]
+
+
+def config(scenario: Scenario) -> Household:
+    """The ``[roles.household]`` section."""
+    return scenario.roles.get("household", Household)
 
 
 class HouseholdObservation(BaseModel):
@@ -89,25 +102,13 @@ class HouseholdBatch(Batch):
     token_sell_limit: NDArray[np.float64]
     rail: NDArray[np.int8]
     notes: NDArray[np.object_]
+    # No ``apply``: a household's chosen rail is used for this round's payments but never stored in
+    # ``World.h_rail`` (a known bug, left as it is so that the architecture refactor moves no number).
 
-
-def _weighted_pick(rng: np.random.Generator, weights: NDArray[np.float64]) -> NDArray[np.int64]:
-    """One column per row, with probability proportional to that row's weights."""
-    c = np.cumsum(weights, axis=1)
-    r = rng.random(weights.shape[0]) * c[:, -1]
-    return np.argmax(c > r[:, None], axis=1)
-
-
-class Households:
-    name = "household"
-    decision_model = HouseholdDecision
-
-    def agent_name(self, world: World, i: int) -> str:
-        return world.layout.name_of(i)
-
-    def merge(self, world: World, batch: HouseholdBatch, i: int, d: HouseholdDecision, scenario: Scenario) -> None:
-        """Write one household's LLM answer (currency units) into the batch; validation clips it."""
-        spread = scenario.roles.household.bid_spread
+    def merge(self, world: World, i: int, decision: BaseModel, scenario: Scenario) -> None:
+        d = expect(decision, HouseholdDecision)
+        batch = self
+        spread = config(scenario).bid_spread
         n_tok = world.t_price.size
         batch.consumption_budget[i] = round(d.consumption_budget * 100)
         batch.reservation_wage[i] = d.reservation_wage * 100
@@ -119,16 +120,11 @@ class Households:
         batch.token_sell_limit[i] = world.t_price[d.token_sell] * (1 - spread) if 0 <= d.token_sell < n_tok else 0.0
         batch.rail[i] = RAIL_NAMES.index(d.rail)
 
-    def merge_shares(
-        self,
-        world: World,
-        batch: HouseholdBatch,
-        members: NDArray[np.int64],
-        d: HouseholdShareDecision,
-        scenario: Scenario,
-    ) -> None:
+    def merge_shares(self, world: World, members: NDArray[np.int64], decision: BaseModel, scenario: Scenario) -> None:
         """Apply an archetype's answer to each member, scaled by that member's own accounts."""
-        spread = scenario.roles.household.bid_spread
+        d = expect(decision, HouseholdShareDecision)
+        batch = self
+        spread = config(scenario).bid_spread
         bal = world.household_balance()[members].astype(np.float64)
         batch.consumption_budget[members] = np.floor(d.consume_share * bal).astype(np.int64)
         batch.reservation_wage[members] = world.h_reservation[members] * d.reservation_wage_factor
@@ -141,7 +137,7 @@ class Households:
         batch.token_buy_budget[members] = buy
         batch.token_buy[members] = np.where(buy > 0, tok, -1)
         batch.token_buy_limit[members] = world.t_price[tok] * (1 + spread)
-        h = world.holdings[members]
+        h = world.household_holdings()[members]
         largest = np.argmax(h * world.t_price, axis=1)
         held = h[np.arange(members.size), largest]
         qty = np.floor(d.sell_share * held).astype(np.int64)
@@ -149,95 +145,9 @@ class Households:
         batch.token_sell_shares[members] = qty
         batch.token_sell_limit[members] = world.t_price[largest] * (1 - spread)
 
-    def observe(self, world: World, view: MarketView, i: int) -> HouseholdObservation:
-        emp = int(world.h_employer[i])
-        return HouseholdObservation(
-            round=view.round,
-            balance=float(world.ledger.balance[i]) / 100,
-            net_income_last_round=float(world.h_income[i]) / 100,
-            spent_last_round=float(world.h_spent[i]) / 100,
-            employed=emp >= 0,
-            wage=float(world.f_wage[emp]) / 100 if emp >= 0 else 0.0,
-            reservation_wage=float(world.h_reservation[i]) / 100,
-            rounds_unemployed=int(world.h_unemployed_rounds[i]),
-            token_wealth=float(world.holdings[i] @ world.t_price) / 100,
-            rail=RAIL_NAMES[int(world.h_rail[i])],
-            price_index=view.price_index / 100,
-            unemployment_rate=view.unemployment,
-            mean_wage=view.mean_wage / 100,
-            rail_fees=dict(zip(RAIL_NAMES, view.rail_fees, strict=True)),
-        )
-
-    def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> HouseholdBatch:
-        p = scenario.roles.household
-        n = world.n_households
-        bal = world.household_balance().astype(np.float64)
-        token_w = world.token_wealth()
-        wealth = bal + token_w
-        med = max(float(np.median(wealth)), 1.0)
-        x = np.clip(np.log(np.maximum(wealth, 1.0) / med) / np.log(p.rich_wealth_multiple), 0.0, 1.0)
-        mpc = p.mpc_income + (p.mpc_income_rich - p.mpc_income) * x
-        want = mpc * np.maximum(world.h_income, 0) + p.mpc_wealth * wealth
-        want = np.maximum(want, p.subsistence * 100)
-        budget = np.minimum(want, bal).astype(np.int64)
-
-        employed = world.h_employer >= 0
-        emp_wage = world.f_wage[np.maximum(world.h_employer, 0)]
-        res = np.where(
-            employed,
-            emp_wage,
-            np.maximum(world.h_reservation * (1.0 - p.reservation_decay), p.min_reservation_wage * 100),
-        )
-
-        n_tok = world.t_price.size
-        excess = bal - budget - p.invest_threshold * want
-        buyers = (excess > 0) & (n_tok > 0)
-        buy_budget = np.where(buyers, p.invest_share * np.maximum(excess, 0), 0).astype(np.int64)
-        buy_tok = np.where(buyers, rng.integers(0, max(n_tok, 1), size=n), -1)
-        buy_limit = (
-            world.t_price[np.maximum(buy_tok, 0)] * (1.0 + rng.random(n) * p.bid_spread) if n_tok else np.zeros(n)
-        )
-
-        holds = world.holdings.sum(axis=1) > 0 if n_tok else np.zeros(n, bool)
-        short = np.maximum(want - bal, 0.0)
-        sellers = holds & ((rng.random(n) < p.turnover) | (short > 0))
-        sell_tok = np.full(n, -1, dtype=np.int64)
-        sell_qty = np.zeros(n, dtype=np.int64)
-        sell_limit = np.zeros(n)
-        s_idx = np.flatnonzero(sellers)
-        if s_idx.size:
-            h = world.holdings[s_idx]
-            tok = _weighted_pick(rng, h * world.t_price)
-            held = h[np.arange(s_idx.size), tok]
-            limit = world.t_price[tok] * (1.0 - rng.random(s_idx.size) * p.bid_spread)
-            for_cash = np.ceil(short[s_idx] / np.maximum(limit, 1e-9))
-            random_part = np.ceil(held * rng.uniform(0.1, 0.5, s_idx.size))
-            qty = np.where(short[s_idx] > 0, for_cash, random_part)
-            sell_tok[s_idx] = tok
-            sell_qty[s_idx] = np.minimum(qty, held).astype(np.int64)
-            sell_limit[s_idx] = limit
-
-        rail = world.h_rail.copy()
-        if scenario.rails.switch_rate > 0 and world.chain_enabled:
-            fees = world.rail_fees()
-            pos = Rail.CHAIN if fees[Rail.CHAIN] < fees[Rail.CARD] else Rail.CARD
-            movers = (rail != Rail.BANK_TRANSFER) & (rng.random(n) < scenario.rails.switch_rate)
-            rail[movers] = pos
-        return HouseholdBatch(
-            budget,
-            res,
-            buy_budget,
-            buy_tok,
-            buy_limit,
-            sell_tok,
-            sell_qty,
-            sell_limit,
-            rail,
-            np.full(n, "", dtype=object),
-        )
-
-    def validate(self, world: World, batch: HouseholdBatch, scenario: Scenario) -> HouseholdBatch:
+    def validated(self, world: World, scenario: Scenario) -> HouseholdBatch:
         """Clip every household to what it owns: budget plus fees within its balance."""
+        batch = self
         notes = batch.notes
         n_tok = world.t_price.size
         bal = world.household_balance()
@@ -265,8 +175,9 @@ class Households:
 
         sell_tok = batch.token_sell
         ok_tok = (sell_tok >= 0) & (sell_tok < n_tok)
+        own = world.household_holdings()
         held = (
-            np.where(ok_tok, world.holdings[np.arange(bal.size), np.clip(sell_tok, 0, max(n_tok - 1, 0))], 0)
+            np.where(ok_tok, own[np.arange(bal.size), np.clip(sell_tok, 0, max(n_tok - 1, 0))], 0)
             if n_tok
             else np.zeros(bal.size, np.int64)
         )
@@ -287,3 +198,160 @@ class Households:
             rail,
             notes,
         )
+
+
+def _weighted_pick(rng: np.random.Generator, weights: NDArray[np.float64]) -> NDArray[np.int64]:
+    """One column per row, with probability proportional to that row's weights."""
+    c = np.cumsum(weights, axis=1)
+    r = rng.random(weights.shape[0]) * c[:, -1]
+    return np.argmax(c > r[:, None], axis=1)
+
+
+class Households:
+    decision_model = HouseholdDecision
+    share_decision = HouseholdShareDecision
+    example_answers: Mapping[str, ExampleAnswer] = {}  # set below, after the answer functions
+
+    def observe(self, world: World, view: MarketView, i: int) -> HouseholdObservation:
+        emp = int(world.h_employer[i])
+        return HouseholdObservation(
+            round=view.round,
+            balance=float(world.ledger.balance[i]) / 100,
+            net_income_last_round=float(world.h_income[i]) / 100,
+            spent_last_round=float(world.h_spent[i]) / 100,
+            employed=emp >= 0,
+            wage=float(world.f_wage[emp]) / 100 if emp >= 0 else 0.0,
+            reservation_wage=float(world.h_reservation[i]) / 100,
+            rounds_unemployed=int(world.h_unemployed_rounds[i]),
+            token_wealth=float(world.household_holdings()[i] @ world.t_price) / 100,
+            rail=RAIL_NAMES[int(world.h_rail[i])],
+            price_index=view.price_index / 100,
+            unemployment_rate=view.unemployment,
+            mean_wage=view.mean_wage / 100,
+            rail_fees=dict(zip(RAIL_NAMES, view.rail_fees, strict=True)),
+        )
+
+    def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> HouseholdBatch:
+        p = config(scenario)
+        n = world.n_households
+        bal = world.household_balance().astype(np.float64)
+        token_w = world.household_token_wealth()
+        wealth = bal + token_w
+        med = max(float(np.median(wealth)), 1.0)
+        x = np.clip(np.log(np.maximum(wealth, 1.0) / med) / np.log(p.rich_wealth_multiple), 0.0, 1.0)
+        mpc = p.mpc_income + (p.mpc_income_rich - p.mpc_income) * x
+        want = mpc * np.maximum(world.h_income, 0) + p.mpc_wealth * wealth
+        want = np.maximum(want, p.subsistence * 100)
+        budget = np.minimum(want, bal).astype(np.int64)
+
+        employed = world.h_employer >= 0
+        emp_wage = world.f_wage[np.maximum(world.h_employer, 0)]
+        res = np.where(
+            employed,
+            emp_wage,
+            np.maximum(world.h_reservation * (1.0 - p.reservation_decay), p.min_reservation_wage * 100),
+        )
+
+        n_tok = world.t_price.size
+        excess = bal - budget - p.invest_threshold * want
+        buyers = (excess > 0) & (n_tok > 0)
+        buy_budget = np.where(buyers, p.invest_share * np.maximum(excess, 0), 0).astype(np.int64)
+        buy_tok = np.where(buyers, rng.integers(0, max(n_tok, 1), size=n), -1)
+        buy_limit = (
+            world.t_price[np.maximum(buy_tok, 0)] * (1.0 + rng.random(n) * p.bid_spread) if n_tok else np.zeros(n)
+        )
+
+        holds = world.household_holdings().sum(axis=1) > 0 if n_tok else np.zeros(n, bool)
+        short = np.maximum(want - bal, 0.0)
+        sellers = holds & ((rng.random(n) < p.turnover) | (short > 0))
+        sell_tok = np.full(n, -1, dtype=np.int64)
+        sell_qty = np.zeros(n, dtype=np.int64)
+        sell_limit = np.zeros(n)
+        s_idx = np.flatnonzero(sellers)
+        if s_idx.size:
+            h = world.household_holdings()[s_idx]
+            tok = _weighted_pick(rng, h * world.t_price)
+            held = h[np.arange(s_idx.size), tok]
+            limit = world.t_price[tok] * (1.0 - rng.random(s_idx.size) * p.bid_spread)
+            for_cash = np.ceil(short[s_idx] / np.maximum(limit, 1e-9))
+            random_part = np.ceil(held * rng.uniform(0.1, 0.5, s_idx.size))
+            qty = np.where(short[s_idx] > 0, for_cash, random_part)
+            sell_tok[s_idx] = tok
+            sell_qty[s_idx] = np.minimum(qty, held).astype(np.int64)
+            sell_limit[s_idx] = limit
+
+        rail = world.h_rail.copy()
+        rails: Rails = scenario.rails
+        if rails.switch_rate > 0 and world.chain_enabled:
+            fees = world.rail_fees()
+            pos = Rail.CHAIN if fees[Rail.CHAIN] < fees[Rail.CARD] else Rail.CARD
+            movers = (rail != Rail.BANK_TRANSFER) & (rng.random(n) < rails.switch_rate)
+            rail[movers] = pos
+        return HouseholdBatch(
+            budget,
+            res,
+            buy_budget,
+            buy_tok,
+            buy_limit,
+            sell_tok,
+            sell_qty,
+            sell_limit,
+            rail,
+            np.full(n, "", dtype=object),
+        )
+
+
+# -- what a stand-in model answers (the fake OpenAI-compatible server; tokenomy.testing) -----------
+def _num(obs: dict[str, Any], key: str, default: float = 0.0) -> float:
+    """A numeric observation field, tolerating absence or junk so the fake never crashes on input."""
+    v = obs.get(key, default)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
+
+
+def _wanted_consumption(obs: dict[str, Any]) -> float:
+    """Spend most of income plus a little wealth, at least subsistence while money lasts."""
+    bal = max(_num(obs, "balance"), 0.0)
+    want = 0.85 * max(_num(obs, "net_income_last_round"), 0.0) + 0.01 * (bal + max(_num(obs, "token_wealth"), 0.0))
+    return min(bal, max(want, 600.0))
+
+
+def _observed_rail(obs: dict[str, Any]) -> str:
+    """The observed rail if it is a valid choice, so the fake's own answers always validate."""
+    rail = obs.get("rail")
+    return rail if rail in RAIL_NAMES else "card"
+
+
+def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
+    bal = max(_num(obs, "balance"), 0.0)
+    budget = bal if persona == "spendthrift" else _wanted_consumption(obs) * (0.5 if persona == "frugal" else 1.0)
+    reservation = _num(obs, "wage") if obs.get("employed") else 0.95 * max(_num(obs, "reservation_wage"), 0.0)
+    return {
+        "consumption_budget": round(budget, 2),
+        "reservation_wage": round(reservation, 2),
+        "token_buy_budget": 0.0,
+        "token_buy": -1,
+        "token_sell": -1,
+        "token_sell_shares": 0,
+        "rail": _observed_rail(obs),
+        "rationale": f"fake rule-based policy ({persona or 'default'} persona): spend from income, keep savings",
+    }
+
+
+def example_share_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
+    bal = max(_num(obs, "balance"), 0.0)
+    share = _wanted_consumption(obs) / bal if bal > 0 else 0.0
+    share = 1.0 if persona == "spendthrift" else share * (0.5 if persona == "frugal" else 1.0)
+    return {
+        "consume_share": round(min(max(share, 0.0), 1.0), 4),
+        "invest_share": 0.0,
+        "sell_share": 0.0,
+        "reservation_wage_factor": 1.0 if obs.get("employed", True) else 0.95,
+        "rail": _observed_rail(obs),
+        "rationale": f"fake rule-based policy ({persona or 'default'} persona): spend from income, keep savings",
+    }
+
+
+Households.example_answers = {
+    "HouseholdDecision": (example_answer, {"consumption_budget": -100.0, "token_buy": -5}),
+    "HouseholdShareDecision": (example_share_answer, {"consume_share": 5.0}),
+}

@@ -8,18 +8,26 @@ Rule-based policy: ask ``roles.network.card_fee`` (``strategy = "fixed"``) or th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
-from tokenomy.scenario import Scenario
+from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
+from tokenomy.scenario import Network, Scenario
 from tokenomy.world import World
 
-__all__ = ["NetworkBatch", "NetworkDecision", "NetworkObservation", "Networks"]
+__all__ = ["OPERATORS", "NetworkBatch", "NetworkDecision", "NetworkObservation", "Networks", "config"]
+
+OPERATORS = ("card_network", "chain")  # the role's two agents, and their account names
+
+
+def config(scenario: Scenario) -> Network:
+    """The ``[roles.network]`` section."""
+    return scenario.roles.get("network", Network)
 
 
 class NetworkObservation(BaseModel):
@@ -46,45 +54,61 @@ class NetworkBatch(Batch):
     dividend: NDArray[np.int64]
     notes: NDArray[np.object_]
 
+    def merge(self, world: World, i: int, decision: BaseModel, scenario: Scenario) -> None:
+        d = expect(decision, NetworkDecision)
+        self.fee_rate[i] = d.fee_rate
+        self.dividend[i] = round(d.dividend * 100)
+
+    def validated(self, world: World, scenario: Scenario) -> NetworkBatch:
+        notes = self.notes
+        fee = np.clip(np.nan_to_num(self.fee_rate), 0.0, 0.2)
+        fee[0] = min(fee[0], world.card_fee_cap)
+        fee[1] = world.chain_fee  # the protocol sets it, not the operator
+        note(notes, fee != self.fee_rate, "fee clipped to the cap")
+        bal = world.balance_of("network")
+        div = np.clip(self.dividend, 0, bal)
+        note(notes, div < self.dividend, "dividend clipped to balance")
+        return NetworkBatch(fee, div, notes)
+
+    def apply(self, world: World) -> None:
+        """The card network's fee applies to this round's payments."""
+        world.card_fee = float(self.fee_rate[0])
+
 
 class Networks:
-    name = "network"
     decision_model = NetworkDecision
-
-    def agent_name(self, world: World, i: int) -> str:
-        return ("card_network", "chain")[i]
-
-    def merge(self, world: World, batch: NetworkBatch, i: int, d: NetworkDecision, scenario: Scenario) -> None:
-        batch.fee_rate[i] = d.fee_rate
-        batch.dividend[i] = round(d.dividend * 100)
-
-    def _accounts(self, world: World) -> NDArray[np.int64]:
-        return np.array([world.layout.card_network, world.layout.chain_operator])
+    share_decision = None
+    example_answers: Mapping[str, ExampleAnswer] = {}  # set below
 
     def observe(self, world: World, view: MarketView, i: int) -> NetworkObservation:
         return NetworkObservation(
             round=view.round,
-            operator=("card_network", "chain")[i],
+            operator=OPERATORS[i],
             fee_rate=(world.card_fee, world.chain_fee)[i],
             fee_cap=world.card_fee_cap if i == 0 else 1.0,
-            balance=float(world.ledger.balance[self._accounts(world)[i]]) / 100,
+            balance=float(world.balance_of("network")[i]) / 100,
             card_users_share=float((world.h_rail == 0).mean()),
             chain_users_share=float((world.h_rail == 1).mean()),
         )
 
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> NetworkBatch:
-        p = scenario.roles.network
+        p = config(scenario)
         card = world.card_fee_cap if p.strategy == "max" else p.card_fee
-        bal = world.ledger.balance[self._accounts(world)]
+        bal = world.balance_of("network")
         return NetworkBatch(np.array([card, world.chain_fee]), bal.copy(), np.array(["", ""], dtype=object))
 
-    def validate(self, world: World, batch: NetworkBatch, scenario: Scenario) -> NetworkBatch:
-        notes = batch.notes
-        fee = np.clip(np.nan_to_num(batch.fee_rate), 0.0, 0.2)
-        fee[0] = min(fee[0], world.card_fee_cap)
-        fee[1] = world.chain_fee  # the protocol sets it, not the operator
-        note(notes, fee != batch.fee_rate, "fee clipped to the cap")
-        bal = world.ledger.balance[self._accounts(world)]
-        div = np.clip(batch.dividend, 0, bal)
-        note(notes, div < batch.dividend, "dividend clipped to balance")
-        return NetworkBatch(fee, div, notes)
+
+def _num(obs: dict[str, Any], key: str) -> float:
+    v = obs.get(key, 0.0)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
+
+def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
+    """What the fake OpenAI-compatible server (tokenomy.testing) answers for an operator."""
+    fee = min(max(_num(obs, "fee_rate"), 0.0), 0.2)
+    if "fee_cap" in obs:
+        fee = min(fee, max(_num(obs, "fee_cap"), 0.0))
+    return {"fee_rate": fee, "dividend": 0.0, "rationale": "fake rule-based policy: keep the fee"}
+
+
+Networks.example_answers = {"NetworkDecision": (example_answer, {"fee_rate": 0.9})}

@@ -8,18 +8,25 @@ short); money-financed UBI is explicit issuance in the ledger.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from tokenomy.agents.base import Batch, DecisionModel, MarketView, note
+from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
+from tokenomy.scenario import Regulator as RegulatorConfig
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
 
-__all__ = ["Regulator", "RegulatorBatch", "RegulatorDecision", "RegulatorObservation"]
+__all__ = ["Regulator", "RegulatorBatch", "RegulatorDecision", "RegulatorObservation", "config"]
+
+
+def config(scenario: Scenario) -> RegulatorConfig:
+    """The ``[roles.regulator]`` section."""
+    return scenario.roles.get("regulator", RegulatorConfig)
 
 
 class RegulatorObservation(BaseModel):
@@ -52,26 +59,44 @@ class RegulatorBatch(Batch):
     card_fee_cap: NDArray[np.float64]
     spending: NDArray[np.int64]
     notes: NDArray[np.object_]
+    takes_effect = "next_round"
+
+    def merge(self, world: World, i: int, decision: BaseModel, scenario: Scenario) -> None:
+        d = expect(decision, RegulatorDecision)
+        self.income_tax[i] = d.income_tax
+        self.robot_tax[i] = d.robot_tax
+        self.ubi[i] = round(d.ubi * 100)
+        self.card_fee_cap[i] = d.card_fee_cap
+        self.spending[i] = round(d.spending * 100)
+
+    def validated(self, world: World, scenario: Scenario) -> RegulatorBatch:
+        notes = self.notes
+        tax = np.clip(np.nan_to_num(self.income_tax), 0.0, 1.0)
+        robot = np.clip(np.nan_to_num(self.robot_tax), 0.0, 1.0)
+        cap = np.clip(np.nan_to_num(self.card_fee_cap, nan=1.0), 0.0, 1.0)
+        ubi = np.maximum(self.ubi, 0)
+        bal = int(world.balance_of("regulator")[0])
+        spend = np.clip(self.spending, 0, bal)
+        note(notes, spend < self.spending, "spending clipped to the state's balance")
+        return RegulatorBatch(tax, robot, ubi, cap, spend, notes)
+
+    def apply(self, world: World) -> None:
+        """Taxes, UBI and the fee cap hold from the next round (this round's spending is a purchase)."""
+        world.income_tax = float(self.income_tax[0])
+        world.robot_tax = float(self.robot_tax[0])
+        world.ubi_cents = int(self.ubi[0])
+        world.card_fee_cap = float(self.card_fee_cap[0])
 
 
 class Regulator:
-    name = "regulator"
     decision_model = RegulatorDecision
-
-    def agent_name(self, world: World, i: int) -> str:
-        return "state"
-
-    def merge(self, world: World, batch: RegulatorBatch, i: int, d: RegulatorDecision, scenario: Scenario) -> None:
-        batch.income_tax[i] = d.income_tax
-        batch.robot_tax[i] = d.robot_tax
-        batch.ubi[i] = round(d.ubi * 100)
-        batch.card_fee_cap[i] = d.card_fee_cap
-        batch.spending[i] = round(d.spending * 100)
+    share_decision = None
+    example_answers: Mapping[str, ExampleAnswer] = {}  # set below
 
     def observe(self, world: World, view: MarketView, i: int) -> RegulatorObservation:
         return RegulatorObservation(
             round=view.round,
-            balance=float(world.ledger.balance[world.layout.state]) / 100,
+            balance=float(world.balance_of("regulator")[0]) / 100,
             income_tax=world.income_tax,
             robot_tax=world.robot_tax,
             ubi=world.ubi_cents / 100,
@@ -83,9 +108,9 @@ class Regulator:
         )
 
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> RegulatorBatch:
-        p = scenario.roles.regulator
+        p = config(scenario)
         ubi = round(p.ubi * 100) if view.round >= p.ubi_start else 0
-        bal = int(world.ledger.balance[world.layout.state])
+        bal = int(world.balance_of("regulator")[0])
         reserve = 0 if world.ubi_money_financed else ubi * world.n_households
         spend = int(p.spending_share * max(bal - reserve, 0))
         return RegulatorBatch(
@@ -97,13 +122,24 @@ class Regulator:
             np.array([""], dtype=object),
         )
 
-    def validate(self, world: World, batch: RegulatorBatch, scenario: Scenario) -> RegulatorBatch:
-        notes = batch.notes
-        tax = np.clip(np.nan_to_num(batch.income_tax), 0.0, 1.0)
-        robot = np.clip(np.nan_to_num(batch.robot_tax), 0.0, 1.0)
-        cap = np.clip(np.nan_to_num(batch.card_fee_cap, nan=1.0), 0.0, 1.0)
-        ubi = np.maximum(batch.ubi, 0)
-        bal = int(world.ledger.balance[world.layout.state])
-        spend = np.clip(batch.spending, 0, bal)
-        note(notes, spend < batch.spending, "spending clipped to the state's balance")
-        return RegulatorBatch(tax, robot, ubi, cap, spend, notes)
+
+def _unit(obs: dict[str, Any], key: str) -> float:
+    v = obs.get(key, 0.0)
+    x = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+    return min(max(x, 0.0), 1.0)
+
+
+def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
+    """What the fake OpenAI-compatible server (tokenomy.testing) answers for the regulator."""
+    ubi = obs.get("ubi", 0.0)
+    return {
+        "income_tax": _unit(obs, "income_tax"),
+        "robot_tax": _unit(obs, "robot_tax"),
+        "ubi": max(float(ubi), 0.0) if isinstance(ubi, int | float) and not isinstance(ubi, bool) else 0.0,
+        "card_fee_cap": _unit(obs, "card_fee_cap"),
+        "spending": 0.0,
+        "rationale": "fake rule-based policy: keep the instruments",
+    }
+
+
+Regulator.example_answers = {"RegulatorDecision": (example_answer, {"income_tax": 2.0, "ubi": -50.0})}

@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,10 +18,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tokenomy.policies.llm import LLMConfigError
-from tokenomy.policies.prompts import PromptError
 from tokenomy.scenario import ScenarioError, bundled_scenarios, load_scenario
-from tokenomy.store import RunDirError
+
+if TYPE_CHECKING:
+    from tokenomy.runner import Runner
+    from tokenomy.scenario import Scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="tokenomy: a multi-agent economy sandbox.")
 console = Console()
@@ -73,7 +74,10 @@ def run(
     ] = None,
 ) -> None:
     """Run a scenario and write its run directory."""
-    from tokenomy.simulation import Simulation
+    from tokenomy.policies.llm import LLMConfigError
+    from tokenomy.policies.prompts import PromptError
+    from tokenomy.runner import Runner
+    from tokenomy.store import RunDirError
 
     try:
         sc = load_scenario(scenario, set_ or [], rounds=rounds, seed=seed)
@@ -85,7 +89,7 @@ def run(
         return
     if out is None:
         out = Path("runs") / f"{sc.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    sim = Simulation(sc)
+    runner = Runner(sc)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with Progress(
@@ -106,16 +110,16 @@ def run(
             bar.advance(task)
 
         try:
-            path = sim.run(out, overwrite=overwrite, on_round=on_round, replay_from=replay)
+            path = runner.run(out, overwrite=overwrite, on_round=on_round, replay_from=replay)
         except (RunDirError, LLMConfigError, PromptError) as exc:
             _fail(str(exc))
             return
         finally:
-            sim.close()
+            runner.close()
     elapsed = time.perf_counter() - started
     _summary(sc.name, rows, elapsed, sc.households)
-    if sim.llm is not None:
-        _llm_summary(sim)
+    if runner.llm is not None:
+        _llm_summary(runner)
     console.print(f"run directory: [bold]{path}[/]  (open with tokenomy.open_run)")
 
 
@@ -139,8 +143,9 @@ def _summary(name: str, rows: list[dict[str, Any]], elapsed: float, households: 
     )
 
 
-def _llm_summary(sim: Any) -> None:
-    d = sim.llm.decider
+def _llm_summary(runner: Runner) -> None:
+    assert runner.llm is not None
+    d = runner.llm.decider
     u = d.usage
     t = Table(title="LLM usage", title_justify="left")
     for col in ("role", "decisions", "calls", "input tokens", "output tokens", "cache hits", "fallbacks"):
@@ -168,15 +173,17 @@ def _llm_summary(sim: Any) -> None:
         console.print(f"[yellow]{escape(d.worker_failure)}: the calls after it were made from the main process[/]")
 
 
-def _dry_run(sc: Any) -> None:
+def _dry_run(sc: Scenario) -> None:
     from tokenomy.policies.llm import TYPICAL_OUTPUT_TOKENS, estimate
+    from tokenomy.policies.prompts import PromptError
     from tokenomy.simulation import Simulation
 
     if not sc.llm_roles():
         console.print(f'{sc.name}: no LLM-driven roles (set roles.<role>.policy = "llm"): 0 calls, no cost')
         return
     try:
-        rows = estimate(Simulation(sc))
+        sim = Simulation(sc)
+        rows = estimate(sc, sim.world, sim.observe())
     except PromptError as exc:
         _fail(str(exc))
         return
@@ -219,8 +226,9 @@ def llm_check(
     """Send one real decision request per LLM role and report what came back."""
     import asyncio
 
-    from tokenomy.policies.llm import LLMDecider
-    from tokenomy.policies.prompts import load_prompt, user_message
+    from tokenomy import registry
+    from tokenomy.policies.llm import LLMConfigError, LLMDecider
+    from tokenomy.policies.prompts import PromptError, load_prompt, user_message
     from tokenomy.simulation import Simulation
 
     try:
@@ -229,9 +237,9 @@ def llm_check(
     except (ScenarioError, LLMConfigError) as exc:
         _fail(str(exc))
         return
-    sim = Simulation(sc)
+    sim = Simulation(sc, llm=None)
     view = sim.observe()
-    roles = sc.llm_roles() or list(sim.roles)  # no LLM roles yet: check them all
+    roles = sc.llm_roles() or [s.name for s in registry.roles() if s.llm]  # no LLM roles yet: check them all
     t = Table(title=f"llm-check: {sc.llm.model} at {sc.llm.base_url or 'api.openai.com'}", title_justify="left")
     for col in ("role", "valid decision", "method", "latency ms", "input tokens", "output tokens"):
         t.add_column(col)
@@ -239,10 +247,10 @@ def llm_check(
     async def check() -> bool:
         ok = True
         for role in roles:
-            r = sim.roles[role]
-            cfg = getattr(sc.roles, role)
+            spec, cfg = registry.role(role), sc.roles.section(role)
+            r = spec.role
             try:
-                system = load_prompt(role, cfg.prompt).render(
+                system = load_prompt(str(spec.prompt_name), cfg.prompt).render(
                     decision=r.decision_model, persona=cfg.persona, policy_text=cfg.policy_text
                 )
             except PromptError as exc:

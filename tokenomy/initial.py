@@ -10,14 +10,21 @@ Pareto-distributed weights.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+from tokenomy import registry
+from tokenomy.agents.bank import config as bank_config
+from tokenomy.agents.network import config as network_config
+from tokenomy.agents.regulator import config as regulator_config
 from tokenomy.market import production
 from tokenomy.market.clearing import pro_rata
 from tokenomy.market.ledger import Ledger
 from tokenomy.market.rails import Rail
 from tokenomy.scenario import Scenario
-from tokenomy.world import Layout, World
+from tokenomy.world import World
 
 __all__ = ["build_world", "calibrated_capital_price", "phi_at"]
 
@@ -42,12 +49,12 @@ def calibrated_capital_price(scenario: Scenario) -> float:
     if k0 <= 0:
         return 8.0
     mpk, _ = production.marginal_products(k0, 1.0, a.phi0, p.A, p.sigma)
-    return float(mpk) / (a.depreciation + scenario.roles.bank.loan_rate)
+    return float(mpk) / (a.depreciation + bank_config(scenario).loan_rate)
 
 
 def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
     s, ini, prod = scenario, scenario.initial, scenario.production
-    layout = Layout(s.households, s.firms, s.banks)
+    layout = registry.layout_for(s)
     n, m, nb = s.households, s.firms, s.banks
     phi0 = phi_at(s, 0)
     k0 = ini.capital_per_worker
@@ -69,23 +76,45 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
     ledger = Ledger.open(layout.n_accounts)
     h_bal = np.floor(ini.household_deposits * 100 * rng.lognormal(-0.125, 0.5, n)).astype(np.int64)
     ledger.balance[:n] = h_bal
-    ledger.balance[layout.firm0 : layout.bank0] = np.floor(ini.firm_cash_rounds * L * wage0).astype(np.int64)
-    ledger.balance[layout.bank0 : layout.card_network] = int(ini.bank_capital * 100)
+    firms = layout.block("firm")
+    ledger.balance[firms.start : firms.stop] = np.floor(ini.firm_cash_rounds * L * wage0).astype(np.int64)
+    banks = layout.block("bank")
+    ledger.balance[banks.start : banks.stop] = int(ini.bank_capital * 100)
     ledger.opening_supply = ledger.money_supply
 
-    # tokens, held by a few
-    T = layout.n_tokens
+    # tokens: one per agent of every issuing role, in layout order; held by a few households
+    issuers = [spec for spec in registry.roles() if spec.issues is not None]
+    t_issuer = np.concatenate([layout.accounts(spec.name) for spec in issuers] or [np.empty(0, np.int64)])
+    kinds = registry.asset_kinds()
+    t_kind = np.concatenate(
+        [np.full(layout.count(spec.name), kinds.index(str(spec.issues)), np.int64) for spec in issuers]
+        or [np.empty(0, np.int64)]
+    )
+    T = t_issuer.size
     outstanding = np.full(T, ini.shares_per_issuer, dtype=np.int64)
-    owners = rng.permutation(n)[: max(1, round(ini.owner_share * n))]
+    holder_accounts = np.concatenate(
+        [layout.accounts(spec.name) for spec in registry.roles() if spec.holds_tokens] or [np.empty(0, np.int64)]
+    )
+    owners = rng.permutation(n)[: max(1, round(ini.owner_share * n))]  # households' holdings rows
+    owners = np.searchsorted(holder_accounts, owners)
     weight = rng.pareto(ini.ownership_pareto, owners.size) + 1.0
-    holdings = np.zeros((n, T), dtype=np.int64)
+    holdings = np.zeros((holder_accounts.size, T), dtype=np.int64)
     for j in range(T):
         holdings[owners, j] = pro_rata(int(outstanding[j]), weight)
-    firm_value = K * cap_price * price0 + ledger.balance[layout.firm0 : layout.bank0]
-    bank_value = np.full(nb, ini.bank_capital * 100)
-    card_revenue = s.roles.network.card_fee * s.rails.card_adoption * n * ini.wage * 100 * 0.8
-    net_value = np.array([max(card_revenue, 1.0) * 50, max(card_revenue * 0.05, 1.0) * 50])
-    t_price = np.concatenate([firm_value, bank_value, net_value]) / outstanding
+    card_revenue = network_config(s).card_fee * s.rails.card_adoption * n * ini.wage * 100 * 0.8
+    value: dict[str, NDArray[np.float64]] = {  # each issuer's value at round 0, cents
+        "firm": K * cap_price * price0 + ledger.balance[firms.start : firms.stop],
+        "bank": np.full(nb, ini.bank_capital * 100),
+        "network": np.array([max(card_revenue, 1.0) * 50, max(card_revenue * 0.05, 1.0) * 50]),
+    }
+    t_price = (
+        np.concatenate([value.get(spec.name, np.ones(layout.count(spec.name))) for spec in issuers] or [np.empty(0)])
+        / outstanding
+    )
+    extra: dict[str, NDArray[Any]] = {}
+    for spec in registry.roles():
+        if spec.columns is not None:
+            extra |= {f"{spec.name}.{k}": v for k, v in spec.columns(s, layout.count(spec.name)).items()}
 
     u = rng.random(n)
     chain_ok = s.rails.chain_enabled
@@ -95,7 +124,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         np.where(chain_ok & (u < s.rails.card_adoption + s.rails.chain_adoption), Rail.CHAIN, Rail.BANK_TRANSFER),
     ).astype(np.int8)
 
-    reg = s.roles.regulator
+    reg = regulator_config(s)
     tax = reg.income_tax
     return World(
         layout=layout,
@@ -118,11 +147,14 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         f_output=out.copy(),
         f_loan=np.zeros(m, dtype=np.int64),
         f_loan_bank=(np.arange(m) % nb).astype(np.int64),
-        f_loan_rate=np.full(m, s.roles.bank.loan_rate),
+        f_loan_rate=np.full(m, bank_config(s).loan_rate),
+        t_issuer=t_issuer.astype(np.int64),
+        t_kind=t_kind.astype(np.int64),
         t_price=t_price,
         t_outstanding=outstanding,
+        holder_accounts=holder_accounts.astype(np.int64),
         holdings=holdings,
-        card_fee=min(s.roles.network.card_fee, reg.card_fee_cap),
+        card_fee=min(network_config(s).card_fee, reg.card_fee_cap),
         chain_fee=s.rails.chain_fee,
         bank_transfer_fee=s.rails.bank_transfer_fee,
         chain_enabled=chain_ok,
@@ -134,4 +166,5 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         phi=phi0,
         capital_price=cap_price,
         price_index=price0,
+        extra=extra,
     )

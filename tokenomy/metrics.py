@@ -1,4 +1,11 @@
-"""Named metrics: pure functions of the world and of what a round did.
+"""Named metrics: one small function per column of ``metrics.parquet`` (Mesa's model reporters).
+
+Each metric takes a :class:`RoundData` (the world, the round's view, its outcome, the scenario)
+and returns a number. ``METRICS`` is the built-in table, in column order; a user adds columns
+from Python without editing the package: ``Runner(scenario, metrics={"name": fn})``.
+
+The row is taken after ``advance``: what advance moves (the automatable share, the price level)
+is read from the round's ``MarketView``, so every number describes the round that settled.
 
 GDP is measured by production: units produced times the round's transaction price index. With one
 good and no intermediate inputs this is consumption + investment + government + inventory change
@@ -9,19 +16,165 @@ in rounds when sales and production part ways.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
+from tokenomy.agents.base import MarketView
 from tokenomy.market import production
+from tokenomy.market.clearing import Purchases
+from tokenomy.outcome import RoundOutcome
+from tokenomy.scenario import Scenario
+from tokenomy.world import World
 
-if TYPE_CHECKING:
-    from tokenomy.scenario import Scenario
-    from tokenomy.simulation import RoundOutcome
-    from tokenomy.world import World
+__all__ = [
+    "LLM_ROLE_METRICS",
+    "METRICS",
+    "METRIC_COLUMNS",
+    "Metric",
+    "RoundData",
+    "gini",
+    "llm_metrics",
+    "round_metrics",
+    "top_share",
+]
 
-__all__ = ["LLM_ROLE_METRICS", "METRIC_COLUMNS", "gini", "llm_metrics", "round_metrics", "top_share"]
+
+@dataclass
+class RoundData:
+    """What a metric may read, with the intermediates several metrics share computed once."""
+
+    world: World
+    view: MarketView
+    outcome: RoundOutcome
+    scenario: Scenario
+
+    @cached_property
+    def purchases(self) -> Purchases:
+        p = self.outcome.purchases
+        assert p is not None, "metrics are taken from a settled round"
+        return p
+
+    @cached_property
+    def household_buys(self) -> NDArray[np.bool_]:
+        return self.purchases.buyer < self.world.n_households
+
+    @cached_property
+    def firm_buys(self) -> NDArray[np.bool_]:
+        n, buyer = self.world.n_households, self.purchases.buyer
+        return (buyer >= n) & (buyer < n + self.world.n_firms)
+
+    @cached_property
+    def price_index(self) -> float:
+        """Cents per unit sold this round (the last round's when nothing sold)."""
+        p = self.outcome.price_index
+        return p if p is not None else self.view.price_index
+
+    @cached_property
+    def gdp_cents(self) -> float:
+        return float(self._output.sum()) * self.price_index
+
+    @cached_property
+    def employed(self) -> NDArray[np.bool_]:
+        return self.world.h_employer >= 0
+
+    @cached_property
+    def wage_bill(self) -> float:
+        return float(self._income("wages").sum())
+
+    @cached_property
+    def wealth(self) -> NDArray[np.float64]:
+        w = self.world
+        return w.household_balance() + w.household_token_wealth()
+
+    @property
+    def _output(self) -> NDArray[np.float64]:
+        assert self.outcome.output is not None
+        return self.outcome.output
+
+    def _income(self, source: str) -> NDArray[np.int64]:
+        v: NDArray[np.int64] | None = getattr(self.outcome, source)
+        assert v is not None, f"no {source} recorded this round"
+        return v
+
+
+Metric = Callable[[RoundData], float | int]
+
+
+def _share(x: float, of: float) -> float:
+    return x / of if of > 0 else 0.0
+
+
+def gini(x: ArrayLike) -> float:
+    """Exact Gini coefficient of non-negative values (0 = equal, 1 = one holds all)."""
+    v = np.sort(np.maximum(np.asarray(x, dtype=np.float64).ravel(), 0.0))
+    n, total = v.size, v.sum()
+    if n == 0 or total <= 0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return float((2.0 * (ranks * v).sum()) / (n * total) - (n + 1.0) / n)
+
+
+def top_share(x: ArrayLike, share: float = 0.1) -> float:
+    """Share of the total held by the top ``share`` of holders."""
+    v = np.sort(np.maximum(np.asarray(x, dtype=np.float64).ravel(), 0.0))
+    total = v.sum()
+    if v.size == 0 or total <= 0:
+        return 0.0
+    k = max(1, int(np.ceil(share * v.size)))
+    return float(v[-k:].sum() / total)
+
+
+# -- the built-in columns -------------------------------------------------------------------------
+def potential_output(d: RoundData) -> float:
+    """What the capital stock and every household at work would produce, at this round's prices."""
+    w, p = d.world, d.scenario.production
+    units = float(production.output(w.f_capital.sum(), w.n_households, d.view.phi, p.A, p.sigma))
+    return units * d.price_index / 100
+
+
+def household_income(d: RoundData) -> NDArray[np.int64]:
+    return d._income("wages") + d._income("dividends") + d._income("interest") + d._income("ubi")
+
+
+METRICS: dict[str, Metric] = {
+    "round": lambda d: d.outcome.round,
+    "gdp": lambda d: d.gdp_cents / 100,
+    "potential_output": potential_output,
+    "consumption": lambda d: float(d.purchases.amount[d.household_buys].sum()) / 100,
+    "investment": lambda d: float(d.purchases.amount[d.firm_buys].sum()) / 100,
+    "government": lambda d: float(d.purchases.amount[~d.household_buys & ~d.firm_buys].sum()) / 100,
+    "wage_mean": lambda d: float(d._income("wages")[d.employed].mean()) / 100 if d.employed.any() else 0.0,
+    "labour_share": lambda d: _share(d.wage_bill, d.gdp_cents),
+    "unemployment_rate": lambda d: float(1.0 - d.employed.mean()),
+    "price_index": lambda d: d.price_index / 100,
+    "inflation": lambda d: d.price_index / d.view.price_index - 1.0 if d.view.price_index > 0 else 0.0,
+    "gini_wealth": lambda d: gini(d.wealth),
+    "gini_income": lambda d: gini(household_income(d)),
+    "top10_wealth_share": lambda d: top_share(d.wealth, 0.1),
+    "rent": lambda d: d.outcome.rent / 100,
+    "rent_share": lambda d: _share(d.outcome.rent, d.gdp_cents),
+    "money_supply_cents": lambda d: int(d.world.ledger.money_supply),
+    "issued_cents": lambda d: int(d.outcome.issued),
+    "destroyed_cents": lambda d: int(d.outcome.destroyed),
+    "ubi_paid": lambda d: float(d._income("ubi").sum()) / 100,
+    "income_wages": lambda d: d.wage_bill / 100,
+    "income_dividends": lambda d: float(d._income("dividends").sum()) / 100,
+    "income_interest": lambda d: float(d._income("interest").sum()) / 100,
+    "income_ubi": lambda d: float(d._income("ubi").sum()) / 100,
+    "automation_share": lambda d: float(d.view.phi),
+    "capital_stock": lambda d: float(d.world.f_capital.sum()),
+    "output_units": lambda d: float(d._output.sum()),
+    "loans_outstanding": lambda d: float(d.world.f_loan.sum()) / 100,
+    "taxes": lambda d: d.outcome.taxes / 100,
+    "card_fee": lambda d: float(min(d.world.card_fee, d.world.card_fee_cap)),
+    "hires": lambda d: d.outcome.hired,
+    "separations": lambda d: d.outcome.fired,
+}
 
 LLM_ROLE_METRICS = (
     "llm_calls",
@@ -33,41 +186,7 @@ LLM_ROLE_METRICS = (
     "llm_latency_p95_ms",
     "llm_cost_usd",
 )  # in total, and again per LLM-driven role: llm_calls_household, llm_cost_usd_firm, ...
-METRIC_COLUMNS = (
-    "round",
-    "gdp",
-    "potential_output",
-    "consumption",
-    "investment",
-    "government",
-    "wage_mean",
-    "labour_share",
-    "unemployment_rate",
-    "price_index",
-    "inflation",
-    "gini_wealth",
-    "gini_income",
-    "top10_wealth_share",
-    "rent",
-    "rent_share",
-    "money_supply_cents",
-    "issued_cents",
-    "destroyed_cents",
-    "ubi_paid",
-    "income_wages",
-    "income_dividends",
-    "income_interest",
-    "income_ubi",
-    "automation_share",
-    "capital_stock",
-    "output_units",
-    "loans_outstanding",
-    "taxes",
-    "card_fee",
-    "hires",
-    "separations",
-    *LLM_ROLE_METRICS,
-)
+METRIC_COLUMNS = (*METRICS, *LLM_ROLE_METRICS)
 
 
 def llm_metrics(records: list[dict[str, Any]], scenario: Scenario) -> dict[str, Any]:
@@ -97,74 +216,20 @@ def _llm_usage(records: list[dict[str, Any]], scenario: Scenario, suffix: str) -
     return {f"{name}{suffix}": v for name, v in zip(LLM_ROLE_METRICS, values, strict=True)}
 
 
-def gini(x: ArrayLike) -> float:
-    """Exact Gini coefficient of non-negative values (0 = equal, 1 = one holds all)."""
-    v = np.sort(np.maximum(np.asarray(x, dtype=np.float64).ravel(), 0.0))
-    n, total = v.size, v.sum()
-    if n == 0 or total <= 0:
-        return 0.0
-    ranks = np.arange(1, n + 1)
-    return float((2.0 * (ranks * v).sum()) / (n * total) - (n + 1.0) / n)
-
-
-def top_share(x: ArrayLike, share: float = 0.1) -> float:
-    """Share of the total held by the top ``share`` of holders."""
-    v = np.sort(np.maximum(np.asarray(x, dtype=np.float64).ravel(), 0.0))
-    total = v.sum()
-    if v.size == 0 or total <= 0:
-        return 0.0
-    k = max(1, int(np.ceil(share * v.size)))
-    return float(v[-k:].sum() / total)
-
-
-def round_metrics(world: World, outcome: RoundOutcome, scenario: Scenario, prev_price_index: float) -> dict[str, Any]:
-    """One row of ``metrics.parquet`` for the round that just settled (money in currency units)."""
-    o, w, n = outcome, world, world.n_households
-    p = o.purchases
-    assert p is not None and o.output is not None and o.wages is not None
-    assert o.dividends is not None and o.interest is not None and o.ubi is not None
-    hh = p.buyer < n
-    firm_buyer = (p.buyer >= n) & (p.buyer < n + w.n_firms)
-    sold_q = float(p.quantity.sum())
-    price_index = float(p.amount.sum() / sold_q) if sold_q > 0 else prev_price_index
-    gdp_c = float(o.output.sum()) * price_index
-    potential = float(production.output(w.f_capital.sum(), n, w.phi, scenario.production.A, scenario.production.sigma))
-    wage_bill = float(o.wages.sum())
-    employed = w.h_employer >= 0
-    income = o.wages + o.dividends + o.interest + o.ubi
-    wealth = w.household_balance() + w.token_wealth()
-    return {
-        "round": o.round,
-        "gdp": gdp_c / 100,
-        "potential_output": potential * price_index / 100,
-        "consumption": float(p.amount[hh].sum()) / 100,
-        "investment": float(p.amount[firm_buyer].sum()) / 100,
-        "government": float(p.amount[~hh & ~firm_buyer].sum()) / 100,
-        "wage_mean": float(o.wages[employed].mean()) / 100 if employed.any() else 0.0,
-        "labour_share": wage_bill / gdp_c if gdp_c > 0 else 0.0,
-        "unemployment_rate": float(1.0 - employed.mean()),
-        "price_index": price_index / 100,
-        "inflation": price_index / prev_price_index - 1.0 if prev_price_index > 0 else 0.0,
-        "gini_wealth": gini(wealth),
-        "gini_income": gini(income),
-        "top10_wealth_share": top_share(wealth, 0.1),
-        "rent": o.fees / 100,
-        "rent_share": o.fees / gdp_c if gdp_c > 0 else 0.0,
-        "money_supply_cents": int(w.ledger.money_supply),
-        "issued_cents": int(o.issued),
-        "destroyed_cents": int(o.destroyed),
-        "ubi_paid": float(o.ubi.sum()) / 100,
-        "income_wages": wage_bill / 100,
-        "income_dividends": float(o.dividends.sum()) / 100,
-        "income_interest": float(o.interest.sum()) / 100,
-        "income_ubi": float(o.ubi.sum()) / 100,
-        "automation_share": float(w.phi),
-        "capital_stock": float(w.f_capital.sum()),
-        "output_units": float(o.output.sum()),
-        "loans_outstanding": float(w.f_loan.sum()) / 100,
-        "taxes": o.taxes / 100,
-        "card_fee": float(min(w.card_fee, w.card_fee_cap)),
-        "hires": o.hired,
-        "separations": o.fired,
-        **llm_metrics(o.llm_records, scenario),
-    }
+def round_metrics(
+    world: World,
+    view: MarketView,
+    outcome: RoundOutcome,
+    scenario: Scenario,
+    extra: Mapping[str, Metric] | None = None,
+) -> dict[str, Any]:
+    """One row of ``metrics.parquet`` for the round that just settled (money in currency units):
+    the built-in ``METRICS``, the LLM usage columns, then ``extra`` (a user's own)."""
+    d = RoundData(world, view, outcome, scenario)
+    row: dict[str, Any] = {name: fn(d) for name, fn in METRICS.items()}
+    row |= llm_metrics(outcome.llm_records, scenario)
+    for name, fn in (extra or {}).items():
+        if name in row:
+            raise ValueError(f"metric {name!r} would replace a built-in column")
+        row[name] = fn(d)
+    return row

@@ -1,31 +1,49 @@
-"""Recording a round: the metrics row, trades, payments, decisions and world snapshots."""
+"""Recording a round: the metrics row, trades, payments, decisions and world snapshots.
+
+The recorder takes what it reads (the world, the round's view and outcome), never the simulation.
+Whose decisions are recorded comes from the role registry: every agent of most roles, a fixed
+sample of households.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
-from tokenomy.metrics import round_metrics
+from tokenomy import registry
+from tokenomy.agents.base import MarketView
+from tokenomy.metrics import Metric, round_metrics
+from tokenomy.outcome import RoundOutcome
+from tokenomy.scenario import Scenario
 from tokenomy.store import RunWriter, payments_frame
-from tokenomy.world import ROLES
+from tokenomy.world import World
 
-if TYPE_CHECKING:
-    from tokenomy.simulation import Simulation
+__all__ = ["Recorder", "Snapshot"]
 
-__all__ = ["Recorder"]
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A world snapshot written to the run directory: what resume and fork restore, and its hash."""
+
+    round: int
+    path: Path
+    sha256: str
 
 
 @dataclass
 class Recorder:
     writer: RunWriter
-    household_sample: np.ndarray
-    snapshot_every: int
-    payments_level: str
+    scenario: Scenario
+    picks: dict[str, NDArray[np.int64]]  # per role, the agents whose decisions are recorded every round
+    metrics: Mapping[str, Metric] = field(default_factory=dict)  # the user's own columns
     rounds_written: int = 0
 
     @property
@@ -33,48 +51,60 @@ class Recorder:
         return self.writer.path
 
     @classmethod
-    def open(cls, sim: Simulation, path: Path, *, overwrite: bool = False) -> Recorder:
-        s = sim.scenario
+    def open(
+        cls,
+        scenario: Scenario,
+        path: Path,
+        *,
+        llm_manifest: dict[str, Any] | None = None,
+        metrics: Mapping[str, Metric] | None = None,
+        overwrite: bool = False,
+    ) -> Recorder:
+        s = scenario
         manifest: dict[str, Any] = {
             "scenario": s.model_dump(mode="json"),
             "seed": s.seed,
             "rounds": s.rounds,
-            "policies": {name: getattr(s.roles, name).policy for name in ROLES},
+            "policies": {name: s.roles.section(name).policy for name, _ in s.roles},
         }
-        if sim.llm is not None:
-            manifest["llm"] = sim.llm.manifest()  # model, endpoint, prompt paths and hashes; never the key
+        if metrics:
+            manifest["extra_metrics"] = sorted(metrics)
+        if llm_manifest is not None:
+            manifest["llm"] = llm_manifest  # model, endpoint, prompt paths and hashes; never the key
         writer = RunWriter.create(path, manifest, overwrite=overwrite)
-        k = min(s.record.household_decisions, s.households)
-        # evenly spaced ids: no random draw, so what is recorded never changes what happens
-        sample = np.unique(np.linspace(0, s.households - 1, k).astype(np.int64)) if k else np.empty(0, np.int64)
-        return cls(writer, sample, s.record.snapshot_every, s.record.payments)
+        picks = {spec.name: registry.record_ids(spec, s, int(spec.count(s))) for spec in registry.roles()}
+        return cls(writer, s, picks, dict(metrics or {}))
 
-    def record(self, sim: Simulation) -> dict[str, Any]:
-        w, o = sim.world, sim.outcome
-        row = round_metrics(w, o, sim.scenario, w.price_index)
+    def record(self, world: World, view: MarketView, outcome: RoundOutcome) -> dict[str, Any]:
+        """Append the round's metrics row and tables; returns the row."""
+        w, o = world, outcome
+        row = round_metrics(w, view, o, self.scenario, self.metrics)
         self.writer.append("metrics", pd.DataFrame([row]))
         if o.trades:
             t = pd.DataFrame(o.trades)
             t.insert(0, "round", o.round)
-            t["issuer"] = [w.layout.name_of(w.layout.firm0 + int(j)) for j in t["token"]]
+            t["issuer"] = [w.layout.name_of(int(w.t_issuer[int(j)])) for j in t["token"]]
             t["price"] = t["price"] / 100
             t["value"] = t["value"] / 100
             self.writer.append("trades", t)
-        self.writer.append("payments", payments_frame(o.round, o.postings, w.layout, self.payments_level))
-        self.writer.append("decisions", self._decisions(sim))
+        level = self.scenario.record.payments
+        self.writer.append("payments", payments_frame(o.round, o.postings, w.layout, level))
+        self.writer.append("decisions", self._decisions(w, o))
         self.rounds_written += 1
         return row
 
-    def snapshot(self, sim: Simulation, *, final: bool) -> str | None:
-        r = sim.world.round - 1  # the round that just ended
-        if final or (r + 1) % self.snapshot_every == 0:
-            return self.writer.snapshot(r, sim.world.to_bytes())
+    def snapshot(self, world: World, *, final: bool) -> Snapshot | None:
+        """Snapshot the world as it enters the next round, every ``record.snapshot_every`` rounds and at the end."""
+        r = world.round - 1  # the round that just ended
+        if final or (r + 1) % self.scenario.record.snapshot_every == 0:
+            data = world.to_bytes()
+            name = self.writer.snapshot(r, data)
+            return Snapshot(r, self.path / "snapshots" / name, hashlib.sha256(data).hexdigest())
         return None
 
-    def _decisions(self, sim: Simulation) -> pd.DataFrame:
-        """One row per LLM call (with rationale, fallback reason, usage), and rule-based rows for
-        every firm, bank, operator and the regulator and a fixed sample of households."""
-        w, o = sim.world, sim.outcome
+    def _decisions(self, w: World, o: RoundOutcome) -> pd.DataFrame:
+        """One row per LLM call (with rationale, fallback reason, usage), and rule-based rows for the
+        registry's picks (every firm, bank, operator and the regulator, a fixed sample of households)."""
         lay = w.layout
         rows: list[dict[str, Any]] = []
         llm_ids: dict[str, set[int]] = {}
@@ -93,22 +123,15 @@ class Recorder:
                     "validation": str(batch.notes[first]),
                 }
             )
-        picks = {
-            "household": (self.household_sample, lambda i: lay.name_of(int(i))),
-            "firm": (range(lay.firms), lambda i: lay.name_of(lay.firm0 + i)),
-            "bank": (range(lay.banks), lambda i: lay.name_of(lay.bank0 + i)),
-            "network": (range(2), lambda i: ("card_network", "chain")[i]),
-            "regulator": (range(1), lambda i: "state"),
-        }
-        for role, (ids, name) in picks.items():
-            batch = o.decisions[role]
+        for role, ids in self.picks.items():
+            batch, start = o.decisions[role], lay.first(role)
             for i in ids:
                 if int(i) in llm_ids.get(role, ()):
                     continue
                 rows.append(
                     {
                         "round": o.round,
-                        "agent_id": name(i),
+                        "agent_id": lay.name_of(start + int(i)),
                         "role": role,
                         "policy": "heuristic",
                         **_RULE_DEFAULTS,
@@ -118,25 +141,7 @@ class Recorder:
                 )
         return pd.DataFrame(rows)
 
-    def close(self, status: str, sim: Simulation | None = None, **extra: Any) -> None:
-        if sim is not None and sim.llm is not None:
-            d = sim.llm.decider
-            u = d.usage
-            extra["llm_usage"] = {
-                "calls": u.calls,
-                "input_tokens": u.input_tokens,
-                "output_tokens": u.output_tokens,
-                "cache_hits": u.cache_hits,
-                "fallbacks": u.fallbacks,
-                "estimated_cost_usd": round(u.cost_usd, 6),
-                "structured_output_method": d.method,
-                "methods_failed": d.methods_failed,
-                "capped": u.capped,
-                "capped_round": u.capped_round,
-                "by_role": u.by_role,
-                "workers": d.cfg.workers,
-                "worker_failure": d.worker_failure,
-            }
+    def close(self, status: str, **extra: Any) -> None:
         self.writer.close(status, rounds_completed=self.rounds_written, **extra)
 
 

@@ -12,16 +12,20 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 __all__ = [
+    "RoleConfig",
+    "Roles",
     "Scenario",
     "ScenarioError",
+    "add_role_section",
     "apply_overrides",
     "bundled_scenarios",
     "load_scenario",
+    "remove_role_section",
     "resolve_scenario_path",
 ]
 
@@ -81,8 +85,9 @@ class Initial(_Model):
     shares_per_issuer: int = Field(1_000_000, ge=1)
 
 
-class _Role(_Model):
-    """What every role shares: where its decisions come from, and what its prompt says."""
+class RoleConfig(_Model):
+    """What every role's ``[roles.<name>]`` section shares: where its decisions come from, and
+    what its prompt says. A role's own rule parameters are fields of its subclass."""
 
     policy: Literal["heuristic", "llm"] = Field("heuristic", description="who decides: the rules or an LLM")
     llm_share: float = Field(1.0, ge=0, le=1, description="with policy = llm: share of agents the LLM drives")
@@ -91,8 +96,12 @@ class _Role(_Model):
     personas: list[str] = Field(default_factory=list, description="per-archetype personas, cycled over archetypes")
     policy_text: str = Field("", description="text for ${policy_text} in the prompt (a mandate, a rule)")
 
+    def archetype_count(self) -> int:
+        """LLM calls that decide for a whole group of this role's agents (0 = one call per agent)."""
+        return 0
 
-class Household(_Role):
+
+class Household(RoleConfig):
     """Rule-based household: consumption, job search, saving, investing, rail choice."""
 
     mpc_income: float = Field(0.85, ge=0, le=1, description="propensity to consume out of disposable income")
@@ -112,8 +121,11 @@ class Household(_Role):
         0, ge=0, le=4096, description="with policy = llm: group households into this many archetypes, one call each"
     )
 
+    def archetype_count(self) -> int:
+        return self.archetypes
 
-class Firm(_Role):
+
+class Firm(RoleConfig):
     """Rule-based firm (Delli Gatti et al. price/quantity rule, K&S input choice)."""
 
     eta_price: float = Field(0.05, ge=0, le=0.5, description="max price change per round")
@@ -129,7 +141,7 @@ class Firm(_Role):
     max_issue_share: float = Field(0.02, ge=0, le=1, description="new tokens per round, share of outstanding")
 
 
-class Bank(_Role):
+class Bank(RoleConfig):
     deposit_rate: float = Field(0.001, ge=0, le=0.1, description="interest per round on deposits")
     loan_rate: float = Field(0.005, ge=0, le=0.5, description="base loan interest per round")
     loan_spread: float = Field(0.01, ge=0, le=0.5, description="added per unit of borrower leverage")
@@ -139,14 +151,14 @@ class Bank(_Role):
     payout_ratio: float = Field(0.5, ge=0, le=1, description="share of excess own funds paid as dividends")
 
 
-class Network(_Role):
+class Network(RoleConfig):
     """The card-network operator."""
 
     card_fee: float = Field(0.0224, ge=0, le=0.2, description="fee it asks on card payments")
     strategy: Literal["fixed", "max"] = Field("fixed", description="'max' asks for the regulator's cap")
 
 
-class Regulator(_Role):
+class Regulator(RoleConfig):
     """The state: taxes, UBI, fee caps, and spending of its surplus."""
 
     income_tax: float = Field(0.2, ge=0, le=1, description="withheld at source on wages, dividends, interest")
@@ -160,12 +172,29 @@ class Regulator(_Role):
     )
 
 
+C = TypeVar("C", bound=RoleConfig)
+
+
 class Roles(_Model):
-    household: Household = Household()
-    firm: Firm = Firm()
-    bank: Bank = Bank()
-    network: Network = Network()
-    regulator: Regulator = Regulator()
+    """The ``[roles.<name>]`` sections: one field per registered role, in registration order.
+
+    The fields are not written here: ``tokenomy.registry`` declares each role and adds its section
+    with :func:`add_role_section`, which rebuilds this model (so a typo in a section name is still
+    an error naming the field and line). Code reads a section with :meth:`get`, typed by its class.
+    """
+
+    def section(self, name: str) -> RoleConfig:
+        value = getattr(self, name, None)
+        if not isinstance(value, RoleConfig):
+            raise KeyError(f"no role {name!r} is registered (roles: {', '.join(type(self).model_fields)})")
+        return value
+
+    def get(self, name: str, kind: type[C]) -> C:
+        """The section of role ``name``, checked to be a ``kind``."""
+        value = self.section(name)
+        if not isinstance(value, kind):
+            raise TypeError(f"roles.{name} is a {type(value).__name__}, not a {kind.__name__}")
+        return value
 
 
 class Rails(_Model):
@@ -240,8 +269,37 @@ class Scenario(_Model):
     llm: LLM = LLM()
 
     def llm_roles(self) -> list[str]:
-        """Roles whose decisions come (at least partly) from the LLM."""
-        return [name for name, r in self.roles if r.policy == "llm" and r.llm_share > 0]
+        """Roles whose decisions come (at least partly) from the LLM, in registration order."""
+        return [name for name, r in self.roles if isinstance(r, RoleConfig) and r.policy == "llm" and r.llm_share > 0]
+
+
+_SECTIONS: dict[str, type[RoleConfig]] = {}
+
+
+def _rebuild_roles() -> None:
+    """Rebuild ``Roles`` with one field per section, and ``Scenario`` around it.
+
+    pydantic validates the new sections natively, so errors keep their location
+    (``roles.<name>.<field>``) and a misspelt section stays an ``extra_forbidden`` error.
+    """
+    fields: dict[str, Any] = {name: (model, model()) for name, model in _SECTIONS.items()}
+    model = create_model("Roles", __base__=Roles, __doc__=Roles.__doc__, **fields)
+    info = Scenario.__pydantic_fields__["roles"]
+    info.annotation, info.default = model, model()
+    Scenario.model_rebuild(force=True)
+
+
+def add_role_section(name: str, model: type[RoleConfig]) -> None:
+    """Accept ``[roles.<name>]`` in scenarios, validated by ``model`` (``tokenomy.registry`` calls this)."""
+    if not name.isidentifier():
+        raise ValueError(f"role name {name!r} must be an identifier")
+    _SECTIONS[name] = model
+    _rebuild_roles()
+
+
+def remove_role_section(name: str) -> None:
+    _SECTIONS.pop(name, None)
+    _rebuild_roles()
 
 
 class ScenarioError(ValueError):

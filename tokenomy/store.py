@@ -33,26 +33,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tokenomy import registry
+from tokenomy.market.graph import MarketGraph
+from tokenomy.market.ledger import Posting
+from tokenomy.market.rails import RAIL_NAMES
+from tokenomy.world import Layout, World
+
 __all__ = ["Run", "RunDirError", "RunWriter", "open_run", "write_atomic"]
 
 TABLES = ("metrics", "trades", "payments", "decisions")
-# Every kind of money movement the engine posts (``mint`` is the other side of issuance).
-PAYMENT_KINDS = (
-    "consumption",
-    "investment",
-    "government",
-    "token_trade",
-    "fee",
-    "wage",
-    "income_tax",
-    "robot_tax",
-    "dividend",
-    "deposit_interest",
-    "loan_interest",
-    "loan_repayment",
-    "loan",
-    "ubi",
-)
 _PACKAGES = ("tokenomy", "numpy", "pandas", "pyarrow", "pydantic", "networkx", "langgraph", "langchain-openai")
 
 
@@ -210,20 +199,17 @@ class Run:
     def snapshot_rounds(self) -> list[int]:
         return sorted(int(p.stem.split("-")[1]) for p in (self.path / "snapshots").glob("round-*.snap"))
 
-    def world(self, round_no: int) -> Any:
+    def world(self, round_no: int) -> World:
         """The world as it stood at the end of ``round_no`` (needs a snapshot of that round)."""
-        from tokenomy.world import World
-
         f = self.path / "snapshots" / f"round-{round_no:06d}.snap"
         if not f.exists():
             have = self.snapshot_rounds()
             raise KeyError(f"no snapshot for round {round_no}; snapshots exist for rounds {_ranges(have)}")
         return World.from_bytes(f.read_bytes())
 
-    def graph(self, round_no: int) -> Any:
-        """The market graph of ``round_no``: stocks from its snapshot, flows from its payments."""
-        from tokenomy.market.graph import MarketGraph
-
+    def graph(self, round_no: int) -> MarketGraph:
+        """The market graph of ``round_no`` (a networkx ``MultiDiGraph``): stocks from its snapshot,
+        flows from its payments."""
         world = self.world(round_no)
         f = self.path / "payments.parquet"
         # read just this round's rows: the whole table can be millions of rows
@@ -250,9 +236,10 @@ def open_run(path: str | Path) -> Run:
     return Run(path)
 
 
-def payments_frame(round_no: int, postings: list[Any], layout: Any, level: str) -> pd.DataFrame:
-    """Aggregate a round's ledger postings per payer->payee edge, kind and rail."""
-    from tokenomy.market.rails import RAIL_NAMES
+def payments_frame(round_no: int, postings: list[Posting], layout: Layout, level: str) -> pd.DataFrame:
+    """Aggregate a round's ledger postings per payer->payee edge, kind (codes: the registry's
+    payment kinds, in registration order) and rail."""
+    kinds = registry.payment_kinds()
 
     if not postings:
         return pd.DataFrame()
@@ -263,7 +250,7 @@ def payments_frame(round_no: int, postings: list[Any], layout: Any, level: str) 
         [p.rail.astype(np.int64) if p.rail is not None else np.full(p.amount.size, -1) for p in postings]
     )
     fee = np.concatenate([p.fee if p.fee is not None else np.zeros(p.amount.size, np.int64) for p in postings])
-    kind = np.concatenate([np.full(p.amount.size, PAYMENT_KINDS.index(p.kind)) for p in postings])
+    kind = np.concatenate([np.full(p.amount.size, kinds.index(p.kind)) for p in postings])
     if level == "role":
         payer, payee = layout.role_code(payer), layout.role_code(payee)
     # aggregate with one lexsort and reduceat: pandas' groupby costs ~4x more at 100k+ rows a round
@@ -275,7 +262,7 @@ def payments_frame(round_no: int, postings: list[Any], layout: Any, level: str) 
     g_fee = np.add.reduceat(fee[order], starts)
     g_n = np.diff(np.concatenate([starts, [order.size]]))
     # string columns as categoricals: they repeat a handful of values over many rows
-    roles_cat = list(layout.ROLE_CODES)
+    roles_cat = list(layout.role_codes)
     out = pd.DataFrame({"round": np.full(g_n.size, round_no, dtype=np.int64)})
     if level == "role":
         out["payer_id"] = -1
@@ -287,7 +274,7 @@ def payments_frame(round_no: int, postings: list[Any], layout: Any, level: str) 
         out["payee_id"] = g_payee
         out["payer_role"] = pd.Categorical.from_codes(layout.role_code(g_payer), roles_cat)
         out["payee_role"] = pd.Categorical.from_codes(layout.role_code(g_payee), roles_cat)
-    out["kind"] = pd.Categorical.from_codes(g_kind, PAYMENT_KINDS)
+    out["kind"] = pd.Categorical.from_codes(g_kind, kinds)
     out["rail"] = pd.Categorical.from_codes(g_rail + 1, ["", *RAIL_NAMES])
     out["amount"] = g_amount / 100
     out["amount_cents"] = g_amount.astype(np.int64)

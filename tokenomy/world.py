@@ -1,13 +1,16 @@
 """The World: every agent's state as columns, the ledger, and the token register.
 
-Accounts are laid out in one index space so the ledger is a single array::
+Accounts are laid out in one index space so the ledger is a single array, one block per
+registered role in registration order (``tokenomy.registry``); for the built-in roles::
 
-    [households 0..N) [firms ..+F) [banks ..+B) [card network] [chain operator] [state]
+    [households 0..N) [firms ..+F) [banks ..+B) [card network, chain operator] [state]
 
-Tokens (equity) are issued by firms, banks and the two rail operators; token ``j`` belongs to
-the issuer at account ``N + j``. Holdings are a dense ``households x tokens`` int64 matrix: with a
-hundred or so issuers even 100,000 holders fit in memory, dividends are one matrix product, and
-the mostly-zero matrix compresses to almost nothing in a snapshot.
+Tokens carry their issuer's account (``t_issuer``) and their asset kind (``t_kind``, an index into
+the asset registry). Holdings are a dense ``holders x tokens`` int64 matrix whose rows are the
+accounts in ``holder_accounts`` (the roles registered as token holders: households today, funds
+next): with a hundred or so tokens even 100,000 holders fit in memory, dividends are one pass over
+the non-zero entries, and the mostly-zero matrix compresses to almost nothing in a snapshot.
+Registered roles and assets beyond the built-ins keep their columns in ``extra``.
 
 ``snapshot()`` returns plain arrays and scalars; ``restore()`` rebuilds an identical world. Resume
 and fork rest on that round trip being exact.
@@ -16,88 +19,112 @@ and fork rest on that round trip being exact.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from tokenomy.market.ledger import Ledger
 
-__all__ = ["ROLES", "Layout", "World"]
+__all__ = ["Block", "Layout", "World"]
 
-ROLES = ("household", "firm", "bank", "network", "regulator")
-_MAGIC = b"TKNWORLD1"
+_MAGIC = b"TKNWORLD2"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One role's accounts: ``count`` of them from ``start``, named by ``labels``.
+
+    ``labels`` is a prefix (``"h"`` names ``h0, h1, ...``) or one name per account.
+    """
+
+    role: str
+    start: int
+    count: int
+    labels: str | tuple[str, ...]
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.count
+
+    def name(self, i: int) -> str:
+        return self.labels[i] if isinstance(self.labels, tuple) else f"{self.labels}{i}"
 
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """Where each role's accounts sit in the ledger."""
+    """Where each role's accounts sit in the ledger: contiguous blocks, in registration order."""
 
-    households: int
-    firms: int
-    banks: int
+    blocks: tuple[Block, ...]
+
+    @classmethod
+    def of(cls, sizes: list[tuple[str, int, str | tuple[str, ...]]]) -> Layout:
+        """Blocks laid end to end from ``(role, count, labels)``."""
+        blocks, start = [], 0
+        for role, count, labels in sizes:
+            if isinstance(labels, tuple) and len(labels) != count:
+                raise ValueError(f"role {role}: {count} accounts but {len(labels)} names")
+            blocks.append(Block(role, start, count, labels))
+            start += count
+        return cls(tuple(blocks))
+
+    def block(self, role: str) -> Block:
+        for b in self.blocks:
+            if b.role == role:
+                return b
+        raise KeyError(f"no role {role!r} in the layout ({', '.join(self.roles)})")
 
     @property
-    def firm0(self) -> int:
-        return self.households
+    def roles(self) -> tuple[str, ...]:
+        return tuple(b.role for b in self.blocks)
 
     @property
-    def bank0(self) -> int:
-        return self.households + self.firms
-
-    @property
-    def card_network(self) -> int:
-        return self.bank0 + self.banks
-
-    @property
-    def chain_operator(self) -> int:
-        return self.card_network + 1
-
-    @property
-    def state(self) -> int:
-        return self.card_network + 2
+    def role_codes(self) -> tuple[str, ...]:
+        """Names for :meth:`role_code`: ``mint`` (the issuance/destruction side, account -1), then the roles."""
+        return ("mint", *self.roles)
 
     @property
     def n_accounts(self) -> int:
-        return self.state + 1
+        return self.blocks[-1].stop if self.blocks else 0
 
-    @property
-    def n_tokens(self) -> int:
-        """Issuers: firms, banks, card network, chain operator."""
-        return self.firms + self.banks + 2
+    def count(self, role: str) -> int:
+        return self.block(role).count
 
-    def firm_accounts(self) -> NDArray[np.int64]:
-        return np.arange(self.firm0, self.bank0, dtype=np.int64)
+    def first(self, role: str) -> int:
+        """The first account of ``role`` (the only one, for a role with one agent)."""
+        return self.block(role).start
 
-    def bank_accounts(self) -> NDArray[np.int64]:
-        return np.arange(self.bank0, self.card_network, dtype=np.int64)
-
-    def issuer_accounts(self) -> NDArray[np.int64]:
-        return np.arange(self.firm0, self.firm0 + self.n_tokens, dtype=np.int64)
-
-    ROLE_CODES: ClassVar[tuple[str, ...]] = ("mint", "household", "firm", "bank", "network", "regulator")
+    def accounts(self, role: str) -> NDArray[np.int64]:
+        b = self.block(role)
+        return np.arange(b.start, b.stop, dtype=np.int64)
 
     def role_code(self, account: NDArray[np.int64]) -> NDArray[np.int64]:
-        """Index into ``ROLE_CODES`` per account (``mint`` for -1, the issuance/destruction side)."""
-        a = np.asarray(account)
-        bounds = np.array([0, self.firm0, self.bank0, self.card_network, self.chain_operator + 1])
-        return np.searchsorted(bounds, a, side="right").astype(np.int64)
+        """Index into :attr:`role_codes` per account (0, ``mint``, for -1)."""
+        bounds = np.array([b.start for b in self.blocks], dtype=np.int64)
+        return np.searchsorted(bounds, np.asarray(account), side="right").astype(np.int64)
 
     def role_of(self, account: NDArray[np.int64]) -> NDArray[np.object_]:
-        return np.array(self.ROLE_CODES, dtype=object)[self.role_code(account)]
+        return np.array(self.role_codes, dtype=object)[self.role_code(account)]
 
     def name_of(self, account: int) -> str:
         """A readable id: ``h12``, ``f3``, ``b0``, ``card_network``, ``chain``, ``state``."""
         if account < 0:
             return "mint"
-        if account < self.firm0:
-            return f"h{account}"
-        if account < self.bank0:
-            return f"f{account - self.firm0}"
-        if account < self.card_network:
-            return f"b{account - self.bank0}"
-        return {self.card_network: "card_network", self.chain_operator: "chain", self.state: "state"}[account]
+        for b in self.blocks:
+            if account < b.stop:
+                return b.name(account - b.start)
+        raise IndexError(f"account {account} is outside the layout ({self.n_accounts} accounts)")
+
+    def to_json(self) -> str:
+        blocks = [[b.role, b.count, list(b.labels) if isinstance(b.labels, tuple) else b.labels] for b in self.blocks]
+        return json.dumps(blocks)
+
+    @classmethod
+    def from_json(cls, text: str) -> Layout:
+        blocks = json.loads(text)
+        return cls.of([(r, int(c), tuple(lab) if isinstance(lab, list) else str(lab)) for r, c, lab in blocks])
 
 
 @dataclass
@@ -128,9 +155,12 @@ class World:
     f_loan_bank: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
     f_loan_rate: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     # tokens
+    t_issuer: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # issuer's account, ascending
+    t_kind: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # index into the asset registry
     t_price: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # cents per share
     t_outstanding: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
-    holdings: NDArray[np.int64] = field(default_factory=lambda: np.empty((0, 0), np.int64))
+    holder_accounts: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # row -> account
+    holdings: NDArray[np.int64] = field(default_factory=lambda: np.empty((0, 0), np.int64))  # holders x tokens
     # rails and policy in force (the regulator and network decide these)
     card_fee: float = 0.0224
     chain_fee: float = 0.001
@@ -146,36 +176,70 @@ class World:
     capital_price: float = 8.0  # goods per unit of automation capital
     price_index: float = 1.0  # cents per unit, sales-weighted, last round
     rng_state: dict[str, Any] = field(default_factory=dict)
+    # columns of registered roles and assets beyond the built-ins, by "<role>.<column>"
+    extra: dict[str, NDArray[Any]] = field(default_factory=dict)
 
     # -- views ------------------------------------------------------------------------------------
     @property
     def n_households(self) -> int:
-        return self.layout.households
+        return self.layout.count("household")
 
     @property
     def n_firms(self) -> int:
-        return self.layout.firms
+        return self.layout.count("firm")
+
+    def balance_of(self, role: str) -> NDArray[np.int64]:
+        """The ledger balances of a role's accounts (a view)."""
+        b = self.layout.block(role)
+        return self.ledger.balance[b.start : b.stop]
 
     def household_balance(self) -> NDArray[np.int64]:
-        return self.ledger.balance[: self.layout.households]
+        return self.balance_of("household")
 
     def firm_balance(self) -> NDArray[np.int64]:
-        return self.ledger.balance[self.layout.firm0 : self.layout.bank0]
+        return self.balance_of("firm")
 
     def workers(self) -> NDArray[np.int64]:
         emp = self.h_employer
-        return np.bincount(emp[emp >= 0], minlength=self.layout.firms).astype(np.int64)
+        return np.bincount(emp[emp >= 0], minlength=self.n_firms).astype(np.int64)
+
+    def holder_rows(self, role: str) -> slice:
+        """The rows of ``holdings`` that belong to a role's accounts (a role's rows are contiguous)."""
+        b = self.layout.block(role)
+        lo, hi = np.searchsorted(self.holder_accounts, [b.start, b.stop])
+        return slice(int(lo), int(hi))
+
+    def row_of(self, account: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The holdings row of each account (every one must be a holder)."""
+        rows = np.searchsorted(self.holder_accounts, account).astype(np.int64)
+        found = self.holder_accounts[np.minimum(rows, self.holder_accounts.size - 1)]
+        if rows.size and not np.array_equal(found, account):
+            raise ValueError("an account that may not hold tokens was asked for its holdings")
+        return rows
+
+    def tokens_of(self, role: str) -> slice:
+        """The tokens issued by a role's accounts, in account order (contiguous: issuers ascend)."""
+        b = self.layout.block(role)
+        lo, hi = np.searchsorted(self.t_issuer, [b.start, b.stop])
+        return slice(int(lo), int(hi))
 
     def token_wealth(self) -> NDArray[np.float64]:
-        """Market value of each household's tokens, cents."""
+        """Market value of each holder's tokens (per row of ``holdings``), cents."""
         return self.holdings @ self.t_price
+
+    def household_holdings(self) -> NDArray[np.int64]:
+        """Households' rows of ``holdings`` (a view)."""
+        return self.holdings[self.holder_rows("household")]
+
+    def household_token_wealth(self) -> NDArray[np.float64]:
+        return self.token_wealth()[self.holder_rows("household")]
 
     def rail_fees(self) -> NDArray[np.float64]:
         """Fee rate per rail in force: card, chain, bank transfer."""
         return np.array([min(self.card_fee, self.card_fee_cap), self.chain_fee, self.bank_transfer_fee])
 
     # -- snapshot / restore ---------------------------------------------------------------------
-    _SKIP = ("layout", "ledger", "rng_state")
+    _SKIP = ("layout", "ledger", "rng_state", "extra", "holdings")
 
     def snapshot(self) -> dict[str, Any]:
         """Plain arrays and scalars: everything needed to rebuild this world exactly."""
@@ -185,18 +249,16 @@ class World:
         out["holdings"] = np.array(self.holdings.shape, dtype=np.int64)
         out["holdings_rows"], out["holdings_cols"] = rows.astype(np.int64), cols.astype(np.int64)
         out["holdings_qty"] = self.holdings[rows, cols]
-        out["layout"] = np.array([self.layout.households, self.layout.firms, self.layout.banks])
+        out["layout"] = self.layout.to_json()
         out["balance"] = self.ledger.balance
         out["floor"] = self.ledger.floor
         out["opening_supply"] = self.ledger.opening_supply
-        out["rng_state"] = repr(self.rng_state)
+        out["rng_state"] = json.dumps(self.rng_state)
+        out |= {f"extra.{k}": v for k, v in self.extra.items()}
         return out
 
     @classmethod
     def restore(cls, snap: dict[str, Any]) -> World:
-        import ast
-
-        h, f, b = (int(x) for x in np.asarray(snap["layout"]))
         ledger = Ledger(
             balance=np.array(snap["balance"], dtype=np.int64),
             floor=np.array(snap["floor"], dtype=np.int64),
@@ -206,14 +268,14 @@ class World:
         for fl in fields(cls):
             if fl.name in cls._SKIP:
                 continue
-            v = snap[fl.name]
-            arr = np.asarray(v)
+            arr = np.asarray(snap[fl.name])
             kwargs[fl.name] = arr.copy() if arr.ndim > 0 else arr.item()
         holdings = np.zeros(tuple(int(x) for x in np.asarray(snap["holdings"])), dtype=np.int64)
         holdings[np.asarray(snap["holdings_rows"]), np.asarray(snap["holdings_cols"])] = snap["holdings_qty"]
-        kwargs["holdings"] = holdings
-        kwargs["rng_state"] = ast.literal_eval(str(snap["rng_state"]))
-        return cls(layout=Layout(h, f, b), ledger=ledger, **kwargs)
+        extra = {k.removeprefix("extra."): np.asarray(v).copy() for k, v in snap.items() if k.startswith("extra.")}
+        layout = Layout.from_json(str(np.asarray(snap["layout"])))
+        rng_state = json.loads(str(np.asarray(snap["rng_state"])))
+        return cls(layout=layout, ledger=ledger, holdings=holdings, rng_state=rng_state, extra=extra, **kwargs)
 
     def to_bytes(self) -> bytes:
         """A compressed snapshot: an ``.npz`` archive compressed with zstd as a whole.

@@ -69,7 +69,7 @@ def run_hashes(run: tokenomy.Run) -> dict[str, dict[str, object]]:
 
 def _rule_run(name: str) -> Callable[[Path], tokenomy.Run]:
     def go(out: Path) -> tokenomy.Run:
-        return tokenomy.open_run(tokenomy.Simulation(load_scenario(name, RULE_SETS)).run(out))
+        return tokenomy.open_run(tokenomy.Runner(load_scenario(name, RULE_SETS)).run(out))
 
     return go
 
@@ -83,7 +83,7 @@ def _llm_run(*extra: str) -> Callable[[Path], tokenomy.Run]:
         try:
             with FakeOpenAIServer(model="fake-model", retry_after_ms=1) as srv:
                 sc = load_scenario("baseline", [*LLM_SETS, f'llm.base_url="{srv.base_url}"', *extra])
-                with tokenomy.Simulation(sc) as sim:
+                with tokenomy.Runner(sc) as sim:
                     return tokenomy.open_run(sim.run(out))
         finally:
             if old is None:

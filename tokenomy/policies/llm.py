@@ -21,21 +21,23 @@ from __future__ import annotations
 import logging
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel
 
+from tokenomy import registry
+from tokenomy.agents.base import Batch, MarketView
 from tokenomy.policies.cache import AnswerCache, CachedAnswer, request_key
 from tokenomy.policies.client import CallOutcome, LLMConfigError, ModelClient, Request, read_key, redact, schema_of
 from tokenomy.policies.prompts import PromptTemplate, load_prompt, user_message
+from tokenomy.scenario import LLM, Scenario
+from tokenomy.world import World
 
 if TYPE_CHECKING:
-    from tokenomy.agents.base import Batch
     from tokenomy.policies.workers import WorkerPool
-    from tokenomy.scenario import LLM, Scenario
-    from tokenomy.simulation import Simulation
 
 __all__ = [
     "CallOutcome",
@@ -49,7 +51,6 @@ __all__ = [
 ]
 
 AUTO_ORDER = ("json_schema", "tools", "json_mode")
-ROLE_ORDER = ("household", "firm", "bank", "network", "regulator")
 log = logging.getLogger(__name__)
 
 
@@ -371,18 +372,19 @@ class LLMPolicy:
         self.roles = scenario.llm_roles()
         self.prompts: dict[str, PromptTemplate] = {}
         self.agents: dict[str, NDArray[np.int64]] = {}
-        sizes = {
-            "household": scenario.households,
-            "firm": scenario.firms,
-            "bank": scenario.banks,
-            "network": 2,
-            "regulator": 1,
-        }
-        for role in self.roles:
-            cfg = getattr(scenario.roles, role)
-            name = "household_archetype" if role == "household" and cfg.archetypes else role
-            self.prompts[role] = load_prompt(name, cfg.prompt)
-            self.agents[role] = select_agents(scenario.seed, ROLE_ORDER.index(role), sizes[role], cfg.llm_share)
+        order = [spec.name for spec in registry.roles()]
+        for name in self.roles:
+            spec, cfg = registry.role(name), scenario.roles.section(name)
+            if not spec.llm:
+                raise LLMConfigError(f"roles.{name}.policy = 'llm', but an LLM may not drive the {name} role")
+            if cfg.archetype_count() and spec.archetype_prompt is not None:
+                self.prompts[name] = load_prompt(spec.archetype_prompt, cfg.prompt)
+            elif isinstance(spec.prompt, Path):
+                self.prompts[name] = load_prompt(name, cfg.prompt or str(spec.prompt))
+            else:
+                self.prompts[name] = load_prompt(str(spec.prompt_name), cfg.prompt)
+            n = int(spec.count(scenario))
+            self.agents[name] = select_agents(scenario.seed, order.index(name), n, cfg.llm_share)
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -400,75 +402,63 @@ class LLMPolicy:
             "structured_output": self.decider.cfg.structured_output,
         }
 
-    def plan(self, sim: Simulation) -> list[_Call]:
+    def plan(self, world: World, view: MarketView) -> list[_Call]:
         """Every call of this round: the prompts as they will be sent."""
-        from tokenomy.agents.household import HouseholdShareDecision
-
-        w, view = sim.world, sim.view
-        assert view is not None
+        w = world
         calls: list[_Call] = []
         for role in self.roles:
-            cfg = getattr(self.scenario.roles, role)
-            role_obj = sim.roles[role]
+            spec, cfg = registry.role(role), self.scenario.roles.section(role)
+            impl = spec.role
             ids = self.agents[role]
-            if role == "household" and cfg.archetypes:
-                wealth = (w.household_balance()[ids] + w.token_wealth()[ids]).astype(np.float64)
+            share = impl.share_decision
+            if share is not None and cfg.archetype_count():
+                # archetypes group by employment, income and wealth: the household role's
+                wealth = (w.household_balance()[ids] + w.household_token_wealth()[ids]).astype(np.float64)
                 groups = archetype_groups(
-                    wealth, w.h_income[ids].astype(np.float64), w.h_employer[ids] >= 0, cfg.archetypes
+                    wealth, w.h_income[ids].astype(np.float64), w.h_employer[ids] >= 0, cfg.archetype_count()
                 )
                 for g in range(int(groups.max()) + 1 if groups.size else 0):
                     members = ids[groups == g]
                     rep = int(members[np.argsort(wealth[groups == g], kind="stable")[members.size // 2]])
                     persona = cfg.personas[g % len(cfg.personas)] if cfg.personas else cfg.persona
-                    system = self.prompts[role].render(
-                        decision=HouseholdShareDecision, persona=persona, policy_text=cfg.policy_text
-                    )
-                    obs = role_obj.observe(w, view, rep)
-                    calls.append(
-                        _Call(
-                            role,
-                            members,
-                            f"archetype:{g}",
-                            g,
-                            HouseholdShareDecision,
-                            system,
-                            user_message(view.round, obs, HouseholdShareDecision),
-                        )
-                    )
+                    system = self.prompts[role].render(decision=share, persona=persona, policy_text=cfg.policy_text)
+                    obs = impl.observe(w, view, rep)
+                    user = user_message(view.round, obs, share)
+                    calls.append(_Call(role, members, f"archetype:{g}", g, share, system, user))
                 continue
             system = self.prompts[role].render(
-                decision=role_obj.decision_model, persona=cfg.persona, policy_text=cfg.policy_text
+                decision=impl.decision_model, persona=cfg.persona, policy_text=cfg.policy_text
             )
+            first = w.layout.first(role)
             for i in ids:
-                obs = role_obj.observe(w, view, int(i))
+                obs = impl.observe(w, view, int(i))
                 calls.append(
                     _Call(
                         role,
                         np.array([i]),
-                        role_obj.agent_name(w, int(i)),
+                        w.layout.name_of(first + int(i)),
                         -1,
-                        role_obj.decision_model,
+                        impl.decision_model,
                         system,
-                        user_message(view.round, obs, role_obj.decision_model),
+                        user_message(view.round, obs, impl.decision_model),
                     )
                 )
         return calls
 
-    async def decide(self, sim: Simulation, batches: dict[str, Batch]) -> list[dict[str, Any]]:
+    async def decide(self, world: World, view: MarketView, batches: dict[str, Batch]) -> list[dict[str, Any]]:
         """Ask the model for every LLM-driven decision of the round and write answers into ``batches``."""
-        calls = self.plan(sim)
+        calls = self.plan(world, view)
         outcomes = await self.decider.ask_all(
-            [Request(c.decision, c.system, c.user) for c in calls], round_no=sim.world.round
+            [Request(c.decision, c.system, c.user) for c in calls], round_no=world.round
         )
         records = []
         for c, o in zip(calls, outcomes, strict=True):
             self.decider.usage.add(c.role, o)
             if o.decision is not None:
-                role_obj = sim.roles[c.role]
                 if c.archetype >= 0:
-                    role_obj.merge_shares(sim.world, batches[c.role], c.ids, o.decision, self.scenario)
+                    batches[c.role].merge_shares(world, c.ids, o.decision, self.scenario)
                 else:
-                    role_obj.merge(sim.world, batches[c.role], int(c.ids[0]), o.decision, self.scenario)
+                    batches[c.role].merge(world, int(c.ids[0]), o.decision, self.scenario)
             records.append(
                 {
                     "role": c.role,
@@ -496,18 +486,16 @@ class LLMPolicy:
 TYPICAL_OUTPUT_TOKENS = 120  # a one-sentence rationale and the fields; max_output_tokens is the ceiling
 
 
-def estimate(sim: Simulation) -> list[dict[str, Any]]:
+def estimate(scenario: Scenario, world: World, view: MarketView) -> list[dict[str, Any]]:
     """What a run would ask of the model, without calling it: per role, from round 0's prompts.
 
     Calls per round are the LLM-driven agents (or the archetypes of round 0); input tokens are the
     prompts' length / 4 (a common rule of thumb for English text); output tokens are a typical
     ``TYPICAL_OUTPUT_TOKENS`` and at most ``llm.max_output_tokens``.
     """
-    sc = sim.scenario
+    sc = scenario
     policy = LLMPolicy(sc, LLMDecider(sc.llm, seed=sc.seed, replay=True))  # replay: no key, no client
-    if sim.view is None:
-        sim.observe()
-    calls = policy.plan(sim)
+    calls = policy.plan(world, view)
     out_tokens = min(TYPICAL_OUTPUT_TOKENS, sc.llm.max_output_tokens)
     rows: list[dict[str, Any]] = []
     for role in policy.roles:

@@ -2,9 +2,9 @@
 
 It speaks just enough of the Chat Completions wire protocol for ``langchain-openai``'s ``ChatOpenAI``
 (and the ``openai`` client under it): ``POST /v1/chat/completions`` and ``GET /v1/models``. Instead
-of a model it answers from a small rule-based policy per Decision (``HouseholdDecision``,
-``HouseholdShareDecision``, ``FirmDecision``, ``BankDecision``, ``NetworkDecision``,
-``RegulatorDecision``), reading the observation from the final user message's fenced block::
+of a model it answers from a small rule-based policy per Decision: each registered role's
+``example_answers`` (``tokenomy.registry``; ``HouseholdDecision``, ``HouseholdShareDecision``,
+``FirmDecision``, ... for the built-ins), reading the observation from the final user message's fenced block::
 
     ```json
     {...observation...}
@@ -75,116 +75,20 @@ Obs = dict[str, Any]
 Policy = Callable[[Obs, str], dict[str, Any]]
 
 
-def _num(obs: Obs, key: str, default: float = 0.0) -> float:
-    """A numeric observation field, tolerating absence or junk so the fake never crashes on input."""
-    v = obs.get(key, default)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
+def _policies() -> dict[str, tuple[Policy, dict[str, Any]]]:
+    """Decision name -> (answer, the fields "out_of_range" overwrites with values outside the model's
+    bounds), from every registered role's ``example_answers`` (so a newly registered role is answered too)."""
+    from tokenomy import registry
 
-
-def _wanted_consumption(obs: Obs) -> float:
-    """Spend most of income plus a little wealth, at least subsistence while money lasts."""
-    bal = max(_num(obs, "balance"), 0.0)
-    want = 0.85 * max(_num(obs, "net_income_last_round"), 0.0) + 0.01 * (bal + max(_num(obs, "token_wealth"), 0.0))
-    return min(bal, max(want, 600.0))
-
-
-def _reservation(obs: Obs) -> float:
-    return _num(obs, "wage") if obs.get("employed") else 0.95 * max(_num(obs, "reservation_wage"), 0.0)
-
-
-def _rail(obs: Obs) -> str:
-    """The observed rail if it is a valid choice, so the fake's own answers always validate."""
-    rail = obs.get("rail")
-    return rail if rail in ("card", "chain", "bank_transfer") else "card"
-
-
-def _household(obs: Obs, persona: str) -> dict[str, Any]:
-    bal = max(_num(obs, "balance"), 0.0)
-    budget = bal if persona == "spendthrift" else _wanted_consumption(obs) * (0.5 if persona == "frugal" else 1.0)
-    return {
-        "consumption_budget": round(budget, 2),
-        "reservation_wage": round(_reservation(obs), 2),
-        "token_buy_budget": 0.0,
-        "token_buy": -1,
-        "token_sell": -1,
-        "token_sell_shares": 0,
-        "rail": _rail(obs),
-        "rationale": f"fake rule-based policy ({persona or 'default'} persona): spend from income, keep savings",
-    }
-
-
-def _household_share(obs: Obs, persona: str) -> dict[str, Any]:
-    bal = max(_num(obs, "balance"), 0.0)
-    share = _wanted_consumption(obs) / bal if bal > 0 else 0.0
-    share = 1.0 if persona == "spendthrift" else share * (0.5 if persona == "frugal" else 1.0)
-    return {
-        "consume_share": round(min(max(share, 0.0), 1.0), 4),
-        "invest_share": 0.0,
-        "sell_share": 0.0,
-        "reservation_wage_factor": 1.0 if obs.get("employed", True) else 0.95,
-        "rail": _rail(obs),
-        "rationale": f"fake rule-based policy ({persona or 'default'} persona): spend from income, keep savings",
-    }
-
-
-def _firm(obs: Obs, persona: str) -> dict[str, Any]:
-    price = max(_num(obs, "price", 1.0), 0.01)
-    if _num(obs, "unmet_demand_last_round") > 0:
-        price *= 1.005
-    elif _num(obs, "inventory") > 0.2 * _num(obs, "sold_last_round"):
-        price *= 0.995
-    workers = max(int(_num(obs, "workers")), 0)
-    return {
-        "price": round(max(price, 0.01), 4),
-        "wage_offer": round(max(_num(obs, "wage_offer"), 0.0), 2),
-        "target_workers": workers + (1 if _num(obs, "unfilled_vacancies") > 0 else 0),
-        "investment_budget": 0.0,
-        "dividend": 0.0,
-        "loan_request": 0.0,
-        "issue_shares": 0,
-        "rationale": "fake rule-based policy: nudge price towards clearing, keep wage and staff",
-    }
-
-
-def _bank(obs: Obs, persona: str) -> dict[str, Any]:
-    return {"deposit_rate": 0.001, "loan_rate": 0.005, "dividend": 0.0, "rationale": "fake rule-based policy"}
-
-
-def _network(obs: Obs, persona: str) -> dict[str, Any]:
-    fee = min(max(_num(obs, "fee_rate"), 0.0), 0.2)
-    if "fee_cap" in obs:
-        fee = min(fee, max(_num(obs, "fee_cap"), 0.0))
-    return {"fee_rate": fee, "dividend": 0.0, "rationale": "fake rule-based policy: keep the fee"}
-
-
-def _regulator(obs: Obs, persona: str) -> dict[str, Any]:
-    def unit(key: str) -> float:
-        return min(max(_num(obs, key), 0.0), 1.0)
-
-    return {
-        "income_tax": unit("income_tax"),
-        "robot_tax": unit("robot_tax"),
-        "ubi": max(_num(obs, "ubi"), 0.0),
-        "card_fee_cap": unit("card_fee_cap"),
-        "spending": 0.0,
-        "rationale": "fake rule-based policy: keep the instruments",
-    }
-
-
-# Decision name -> (policy, the fields "out_of_range" overwrites with values outside the model's bounds).
-POLICIES: dict[str, tuple[Policy, dict[str, Any]]] = {
-    "HouseholdDecision": (_household, {"consumption_budget": -100.0, "token_buy": -5}),
-    "HouseholdShareDecision": (_household_share, {"consume_share": 5.0}),
-    "FirmDecision": (_firm, {"price": -1.0, "target_workers": -3}),
-    "BankDecision": (_bank, {"deposit_rate": 5.0}),
-    "NetworkDecision": (_network, {"fee_rate": 0.9}),
-    "RegulatorDecision": (_regulator, {"income_tax": 2.0, "ubi": -50.0}),
-}
+    out: dict[str, tuple[Policy, dict[str, Any]]] = {}
+    for spec in registry.roles():
+        out |= dict(spec.role.example_answers)
+    return out
 
 
 def decide(decision: str, observation: Obs, persona: str = "") -> dict[str, Any]:
     """The fake's valid answer for ``decision``; exposed so tests can compute expected values."""
-    return POLICIES[decision][0](observation, persona)
+    return _policies()[decision][0](observation, persona)
 
 
 def _text(content: Any) -> str:
@@ -530,8 +434,9 @@ class _Handler(BaseHTTPRequestHandler):
         name = name or _first_match(_DECISION_IN_TEXT, user)
         if name is None:
             raise _RequestError("no Decision requested: expected 'Reply with a JSON object for <Name>Decision.'")
-        if name not in POLICIES:
-            raise _RequestError(f"unknown decision {name!r}; known: {sorted(POLICIES)}")
+        policies = _policies()
+        if name not in policies:
+            raise _RequestError(f"unknown decision {name!r}; known: {sorted(policies)}")
         srv._count("by_decision", name)
         system = " ".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
         persona = next((p for p in ("spendthrift", "frugal") if p in system.lower()), "")
@@ -540,10 +445,10 @@ class _Handler(BaseHTTPRequestHandler):
             obs = json.loads(fenced) if fenced else {}
         except ValueError:
             obs = {}
-        answer = decide(name, obs if isinstance(obs, dict) else {}, persona)
+        answer = policies[name][0](obs if isinstance(obs, dict) else {}, persona)
 
         if hit("out_of_range"):
-            answer.update(POLICIES[name][1])
+            answer.update(policies[name][1])
         if hit("wrong_types"):
             field = next(k for k, v in answer.items() if isinstance(v, int | float) and not isinstance(v, bool))
             answer[field] = "about six hundred"

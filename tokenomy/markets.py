@@ -1,0 +1,153 @@
+"""Clearing a round's markets, as named steps: credit, labour, production, goods, tokens.
+
+Each step takes the world, the round's outcome (the decisions are in it), the scenario and the
+simulation's generator; it decides who trades what with whom and writes the quantities into the
+world and the outcome. No money moves here (``tokenomy.settlement`` posts it). The steps draw from
+the one generator in this order, so a seed fixes the whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tokenomy.agents.bank import BankBatch, grant_loans
+from tokenomy.agents.firm import FirmBatch, fit_to_funds
+from tokenomy.agents.household import HouseholdBatch
+from tokenomy.agents.household import config as household_config
+from tokenomy.agents.regulator import RegulatorBatch
+from tokenomy.market import production as prod
+from tokenomy.market import rails
+from tokenomy.market.clearing import Purchases, call_auction, goods_market, match_labour, pair_fills
+from tokenomy.market.rails import Rail
+from tokenomy.outcome import RoundOutcome
+from tokenomy.scenario import Scenario
+from tokenomy.world import World
+
+__all__ = ["STEPS", "clear", "credit", "goods", "labour", "production", "tokens"]
+
+Step = Callable[[World, RoundOutcome, Scenario, np.random.Generator], None]
+
+
+def credit(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
+    """Banks lend first; then every firm's plan is cut to its cash (balance plus new credit)."""
+    fm, bk = o.batch("firm", FirmBatch), o.batch("bank", BankBatch)
+    o.grant = grant_loans(w, fm.loan_request, bk, s)
+    o.decisions["firm"] = fit_to_funds(w, fm, w.firm_balance() + o.grant, s)
+
+
+def labour(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
+    """Firms above their target let workers go (at random); then seekers are matched to vacancies."""
+    target = o.batch("firm", FirmBatch).target_workers
+    w.h_reservation = o.batch("household", HouseholdBatch).reservation_wage
+    workers = w.workers()
+    excess = np.maximum(workers - target, 0)
+    fired = np.zeros(w.n_households, dtype=bool)
+    if excess.any():
+        emp = np.flatnonzero(w.h_employer >= 0)
+        firm = w.h_employer[emp]
+        order = np.lexsort((rng.random(emp.size), firm))
+        fs = firm[order]
+        rank = np.arange(fs.size) - np.searchsorted(fs, fs, side="left")
+        out = emp[order[rank < excess[fs]]]
+        w.h_employer[out] = -1
+        fired[out] = True
+    o.fired = int(fired.sum())
+    vacancies = np.maximum(target - w.workers(), 0)
+    seekers = np.flatnonzero((w.h_employer < 0) & ~fired)
+    new = match_labour(rng, w.h_reservation[seekers], vacancies, w.f_wage, household_config(s).job_applications)
+    got = new >= 0
+    w.h_employer[seekers[got]] = new[got]
+    o.hired = int(got.sum())
+    w.f_unfilled = vacancies - np.bincount(new[got], minlength=w.n_firms)
+    w.h_unemployed_rounds = np.where(w.h_employer >= 0, 0, w.h_unemployed_rounds + 1)
+    emp_now = w.h_employer >= 0
+    w.h_reservation = np.where(emp_now, w.f_wage[np.maximum(w.h_employer, 0)], w.h_reservation)
+
+
+def production(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
+    """Every firm produces with its capital and workforce (Korinek & Suh); output joins its stock."""
+    L = w.workers().astype(np.float64)
+    o.output = np.asarray(prod.output(w.f_capital, L, w.phi, s.production.A, s.production.sigma), dtype=np.float64)
+    w.f_inventory = w.f_inventory + o.output
+
+
+def goods(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
+    """Households search a few sellers; then firms (investment) and the state, few and large, canvass
+    them all for what is left. Buyer ids: households, then firms, then the state."""
+    hh, fm = o.batch("household", HouseholdBatch), o.batch("firm", FirmBatch)
+    rg = o.batch("regulator", RegulatorBatch)
+    n = w.n_households
+    bt = np.full(w.n_firms, int(Rail.BANK_TRANSFER))
+    fees = w.rail_fees()
+    p_hh = goods_market(rng, hh.consumption_budget, w.f_price, w.f_inventory, household_config(s).search_firms)
+    left = np.maximum(w.f_inventory - np.bincount(p_hh.seller, weights=p_hh.quantity, minlength=w.n_firms), 0.0)
+    institutional = np.concatenate(
+        [
+            rails.net_of_fee(fm.investment_budget, bt, fees),
+            rails.net_of_fee(rg.spending, np.array([int(Rail.BANK_TRANSFER)]), fees),
+        ]
+    )
+    p_in = goods_market(rng, institutional, w.f_price, left, w.n_firms)
+    p = Purchases(
+        np.concatenate([p_hh.buyer, p_in.buyer + n]),
+        np.concatenate([p_hh.seller, p_in.seller]),
+        np.concatenate([p_hh.quantity, p_in.quantity]),
+        np.concatenate([p_hh.amount, p_in.amount]),
+        p_hh.unmet + p_in.unmet,
+    )
+    o.purchases = p
+    sold = np.bincount(p.seller, weights=p.quantity, minlength=w.n_firms)
+    w.f_inventory = np.maximum(w.f_inventory - sold, 0.0)
+    w.f_sales, w.f_unmet = sold, p.unmet
+    firm_buys = (p.buyer >= n) & (p.buyer < n + w.n_firms)
+    o.invest_qty = np.bincount(p.buyer[firm_buys] - n, weights=p.quantity[firm_buys], minlength=w.n_firms)
+    # the round's price level, published in ``advance`` and measured in the metrics: computed once
+    o.price_index = float(p.amount.sum() / p.quantity.sum()) if p.quantity.sum() > 0 else w.price_index
+
+
+def tokens(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
+    """One call auction per token: household bids and asks, plus firms' new tokens."""
+    hh, fm = o.batch("household", HouseholdBatch), o.batch("firm", FirmBatch)
+    households = w.layout.first("household")
+    bid_qty_all = np.where(
+        hh.token_buy >= 0, np.floor(hh.token_buy_budget / np.maximum(hh.token_buy_limit, 1e-9)), 0
+    ).astype(np.int64)
+    bidders = np.flatnonzero(bid_qty_all > 0)
+    askers = np.flatnonzero(hh.token_sell_shares > 0)
+    issuers = np.flatnonzero(fm.issue_shares > 0)
+    firm_tokens = np.arange(w.t_price.size)[w.tokens_of("firm")]
+    b_tok, b_qty, b_px = hh.token_buy[bidders], bid_qty_all[bidders], hh.token_buy_limit[bidders]
+    b_acct = households + bidders
+    half = household_config(s).bid_spread / 2
+    a_tok = np.concatenate([hh.token_sell[askers], firm_tokens[issuers]])
+    a_qty = np.concatenate([hh.token_sell_shares[askers], fm.issue_shares[issuers]])
+    a_px = np.concatenate([hh.token_sell_limit[askers], w.t_price[firm_tokens[issuers]] * (1 - half)])
+    a_acct = np.concatenate([households + askers, w.layout.first("firm") + issuers])
+    legs: list[tuple[NDArray[np.int64], ...]] = []
+    trades: list[dict[str, Any]] = []
+    for j in np.intersect1d(b_tok, a_tok):
+        bi, ai = np.flatnonzero(b_tok == j), np.flatnonzero(a_tok == j)
+        res = call_auction(b_px[bi], b_qty[bi], a_px[ai], a_qty[ai], float(w.t_price[j]))
+        if res.volume == 0:
+            continue
+        pb, pa, q = pair_fills(res.bid_fill, res.ask_fill)
+        amount = np.floor(q * res.price).astype(np.int64)
+        legs.append((np.full(q.size, j), b_acct[bi][pb], a_acct[ai][pa], q, amount))
+        w.t_price[j] = res.price
+        trades.append({"token": int(j), "price": res.price, "volume": res.volume, "value": int(amount.sum())})
+    o.trades = trades
+    if legs:
+        o.trade_legs = tuple(np.concatenate(c).astype(np.int64) for c in zip(*legs, strict=True))
+
+
+STEPS: tuple[Step, ...] = (credit, labour, production, goods, tokens)
+
+
+def clear(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
+    """Run the markets in ``STEPS`` order."""
+    for step in STEPS:
+        step(w, o, s, rng)

@@ -1,0 +1,58 @@
+"""RoundOutcome: what one round did (decisions, market results, income by source), for the record.
+
+The phases fill it in order; the metrics and the recorder read it. It holds no world state: after
+``advance`` the world has moved on, and the outcome (with the round's ``MarketView``) is what
+still describes the round that settled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tokenomy.agents.base import Batch
+from tokenomy.market.clearing import Purchases
+from tokenomy.market.ledger import Posting
+
+__all__ = ["RoundOutcome"]
+
+B = TypeVar("B", bound=Batch)
+
+
+@dataclass
+class RoundOutcome:
+    """What one round did. Arrays over households unless named otherwise; money in cents."""
+
+    round: int
+    decisions: dict[str, Batch] = field(default_factory=dict)  # per role, after validation
+    grant: NDArray[np.int64] | None = None  # new credit per firm
+    output: NDArray[np.float64] | None = None  # units produced per firm
+    purchases: Purchases | None = None
+    price_index: float | None = None  # cents per unit sold this round (the last round's when nothing sold)
+    trades: list[dict[str, Any]] = field(default_factory=list)  # one row per token auction that traded
+    trade_legs: tuple[NDArray[np.int64], ...] = ()  # (token, buyer, seller, shares, amount) per fill
+    wages: NDArray[np.int64] | None = None
+    dividends: NDArray[np.int64] | None = None
+    interest: NDArray[np.int64] | None = None
+    ubi: NDArray[np.int64] | None = None
+    rent: int = 0  # payments of kinds registered as rent (rail fees today)
+    taxes: int = 0
+    written_off: int = 0
+    opening_deposits: NDArray[np.int64] | None = None  # household balances before settlement
+    fired: int = 0
+    hired: int = 0
+    invest_qty: NDArray[np.float64] | None = None  # goods bought as capital per firm
+    issued: int = 0
+    destroyed: int = 0
+    postings: list[Posting] = field(default_factory=list)
+    llm_records: list[dict[str, Any]] = field(default_factory=list)
+
+    def batch(self, role: str, kind: type[B]) -> B:
+        """The role's validated decisions, as its own batch type."""
+        b = self.decisions[role]
+        if not isinstance(b, kind):
+            raise TypeError(f"decisions of {role!r} are a {type(b).__name__}, not a {kind.__name__}")
+        return b
