@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import tokenomy
-from tokenomy.simulation import Simulation
+from tokenomy.runner import Runner
 
 LLM_ROUND = [
     "households=1000",
@@ -85,7 +85,7 @@ def _cpu_seconds() -> float:
 
 def concurrency(base_url: str, latency: float, workers: int, rounds: int = 6) -> None:
     sets = _sets(base_url, *LLM_ROUND, f"rounds={rounds}", f"llm.workers={workers}")
-    with Simulation(tokenomy.load_scenario("baseline", sets)) as sim:
+    with Runner(tokenomy.load_scenario("baseline", sets)) as sim:
         times, decide, cpu = [], [], []
         for _ in range(rounds):
             t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def throughput(base_url: str, workers: int, rounds: int = 4) -> None:
         f"rounds={rounds}",
         f"llm.workers={workers}",
     )
-    with Simulation(tokenomy.load_scenario("baseline", sets)) as sim:
+    with Runner(tokenomy.load_scenario("baseline", sets)) as sim:
         rates = []
         for _ in range(rounds):
             sim.observe()
@@ -150,7 +150,7 @@ def archetypes(base_url: str) -> None:
         "roles.household.policy=llm",
         "roles.household.archetypes=32",
     )
-    sim = Simulation(tokenomy.load_scenario("baseline", sets))
+    sim = Runner(tokenomy.load_scenario("baseline", sets))
     per_round = []
     for _ in range(4):
         sim.step()
@@ -161,9 +161,9 @@ def archetypes(base_url: str) -> None:
 def replay(base_url: str, rounds: int = 20) -> None:
     sc = tokenomy.load_scenario("baseline", _sets(base_url, *LLM_ROUND, f"rounds={rounds}"))
     with tempfile.TemporaryDirectory() as d:
-        first = Simulation(sc).run(Path(d) / "rec")
+        first = Runner(sc).run(Path(d) / "rec")
         t0 = time.perf_counter()
-        again = Simulation(sc).run(Path(d) / "replay", replay_from=first)
+        again = Runner(sc).run(Path(d) / "replay", replay_from=first)
         dt = time.perf_counter() - t0
         m = tokenomy.open_run(again).metrics
     assert int(m["llm_calls"].sum()) == 0

@@ -53,6 +53,11 @@ class Runner:
     def world(self) -> World:
         return self.sim.world
 
+    @property
+    def outcome(self) -> RoundOutcome:
+        """What the last round did."""
+        return self.sim.outcome
+
     # -- the LLM side ---------------------------------------------------------------------------
     def attach_llm(self, *, replay: bool = False) -> LLMPolicy | None:
         """Set up the LLM side when the scenario has LLM-driven roles (else do nothing).

@@ -113,6 +113,10 @@ class Simulation:
         self.outcome.decisions = out
         return out
 
+    def decide(self, loop: asyncio.AbstractEventLoop | None = None) -> dict[str, Batch]:
+        """``adecide`` from synchronous code (on ``loop``, which LLM clients need to stay the same)."""
+        return run_sync(self.adecide(), loop)
+
     def clear(self) -> None:
         clear(self.world, self.outcome, self.scenario, self.rng)
 
@@ -142,7 +146,7 @@ class Simulation:
         clients' connections belong to.
         """
         self.observe()
-        run_sync(self.adecide(), loop)
+        self.decide(loop)
         self.clear()
         self.settle()
         self.regulate()

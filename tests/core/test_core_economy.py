@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 
 import tokenomy
+from tokenomy.agents.firm import FirmObservation
 from tokenomy.market.ledger import ConservationError
 from tokenomy.scenario import bundled_scenarios, load_scenario
+from tokenomy.registry import payment_kinds
+from tokenomy.runner import Runner
 from tokenomy.simulation import Simulation
-from tokenomy.store import PAYMENT_KINDS
 
 SMALL = ["households=150", "firms=6", "banks=2", "rounds=12"]
 
@@ -22,7 +24,7 @@ def bundled_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tokenomy
     """Every bundled scenario, at its full size, through the real run path (graph + recording)."""
     out = {}
     for name in bundled_scenarios():
-        path = Simulation(load_scenario(name)).run(tmp_path_factory.mktemp(name) / "run")
+        path = Runner(load_scenario(name)).run(tmp_path_factory.mktemp(name) / "run")
         out[name] = tokenomy.open_run(path)
     return out
 
@@ -65,7 +67,7 @@ def test_automation_shock_shows_the_paradox_and_baseline_does_not(bundled_runs: 
 def test_same_seed_same_metrics_other_seed_different(tmp_path: Path) -> None:
     def metrics(seed: int, name: str) -> pd.DataFrame:
         sc = load_scenario("automation_shock", SMALL, seed=seed)
-        return tokenomy.open_run(Simulation(sc).run(tmp_path / name)).metrics
+        return tokenomy.open_run(Runner(sc).run(tmp_path / name)).metrics
 
     a, b, c = metrics(7, "a"), metrics(7, "b"), metrics(8, "c")
     pd.testing.assert_frame_equal(a, b)
@@ -76,7 +78,7 @@ def test_same_seed_same_metrics_other_seed_different(tmp_path: Path) -> None:
 def test_graph_path_equals_plain_phase_loop(tmp_path: Path) -> None:
     """The LangGraph round graph runs exactly the phases, in order: same world either way."""
     sc = load_scenario("baseline", SMALL)
-    via_graph = Simulation(sc)
+    via_graph = Runner(sc)
     via_graph.run(tmp_path / "g")
     plain = Simulation(sc)
     for _ in range(sc.rounds):
@@ -140,7 +142,7 @@ def test_no_account_ever_below_its_floor_and_loans_match_issuance() -> None:
 
 def test_money_financed_ubi_is_explicit_issuance(tmp_path: Path) -> None:
     sc = load_scenario("baseline", [*SMALL, "roles.regulator.ubi=100", 'roles.regulator.ubi_financing="money"'])
-    m = tokenomy.open_run(Simulation(sc).run(tmp_path / "ubi")).metrics
+    m = tokenomy.open_run(Runner(sc).run(tmp_path / "ubi")).metrics
     assert (m["ubi_paid"] == 100 * sc.households).all()
     assert (m["issued_cents"] >= 100 * 100 * sc.households).all()
     assert (m["income_ubi"] == m["ubi_paid"]).all()
@@ -148,7 +150,7 @@ def test_money_financed_ubi_is_explicit_issuance(tmp_path: Path) -> None:
 
 def test_tax_financed_ubi_never_issues_money(tmp_path: Path) -> None:
     sc = load_scenario("baseline", [*SMALL, "roles.regulator.ubi=50"])
-    run = tokenomy.open_run(Simulation(sc).run(tmp_path / "ubi"))
+    run = tokenomy.open_run(Runner(sc).run(tmp_path / "ubi"))
     pay = run.payments
     ubi = pay[pay["kind"] == "ubi"]
     assert not ubi.empty and (ubi["payer_role"] == "regulator").all()
@@ -157,7 +159,7 @@ def test_tax_financed_ubi_never_issues_money(tmp_path: Path) -> None:
 
 def test_rent_is_the_fees_paid_to_rail_operators(tmp_path: Path) -> None:
     sc = load_scenario("baseline", SMALL)
-    run = tokenomy.open_run(Simulation(sc).run(tmp_path / "r"))
+    run = tokenomy.open_run(Runner(sc).run(tmp_path / "r"))
     pay, m = run.payments, run.metrics
     fees = pay[pay["kind"] == "fee"].groupby("round")["amount_cents"].sum()
     np.testing.assert_allclose(m.set_index("round")["rent"].to_numpy(), fees.reindex(m["round"]).fillna(0) / 100)
@@ -167,13 +169,13 @@ def test_rent_is_the_fees_paid_to_rail_operators(tmp_path: Path) -> None:
     cons = pay[(pay["kind"] == "consumption") & (pay["rail"] == "card")]
     rate = card["amount_cents"].sum() / cons["amount_cents"].sum()
     assert 0.0215 < rate <= 0.0224
-    assert set(pay["kind"].astype(str)) <= set(PAYMENT_KINDS)
+    assert set(pay["kind"].astype(str)) <= set(payment_kinds())
 
 
 def test_card_fee_cap_binds_and_rent_falls(tmp_path: Path) -> None:
-    free = tokenomy.open_run(Simulation(load_scenario("baseline", SMALL)).run(tmp_path / "a")).metrics
+    free = tokenomy.open_run(Runner(load_scenario("baseline", SMALL)).run(tmp_path / "a")).metrics
     capped_sc = load_scenario("baseline", [*SMALL, "roles.regulator.card_fee_cap=0.005"])
-    capped = tokenomy.open_run(Simulation(capped_sc).run(tmp_path / "b")).metrics
+    capped = tokenomy.open_run(Runner(capped_sc).run(tmp_path / "b")).metrics
     # the cap the regulator sets applies from the next round on
     assert (capped["card_fee"].iloc[1:] <= 0.005).all()
     assert capped["rent_share"].iloc[1:].mean() < free["rent_share"].iloc[1:].mean() / 2
@@ -181,7 +183,7 @@ def test_card_fee_cap_binds_and_rent_falls(tmp_path: Path) -> None:
 
 def test_conservation_failure_stops_the_run_and_says_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sc = load_scenario("baseline", SMALL)
-    sim = Simulation(sc)
+    sim = Runner(sc)
     real_settle = Simulation.settle
 
     def leaky_settle(self: Simulation) -> tuple[int, int]:
@@ -200,7 +202,7 @@ def test_conservation_failure_stops_the_run_and_says_where(tmp_path: Path, monke
 
 def test_open_run_tables_and_market_graph(tmp_path: Path) -> None:
     sc = load_scenario("baseline", [*SMALL, "record.snapshot_every=5"])
-    run = tokenomy.open_run(Simulation(sc).run(tmp_path / "g"))
+    run = tokenomy.open_run(Runner(sc).run(tmp_path / "g"))
     assert run.snapshot_rounds() == [4, 9, 11]  # every 5th round, and always the last
     with pytest.raises(KeyError, match="snapshots exist for rounds 4, 9, 11"):
         run.graph(3)
@@ -210,10 +212,10 @@ def test_open_run_tables_and_market_graph(tmp_path: Path) -> None:
     roles = {d.get("role") for _, d in g.g.nodes(data=True)}
     assert {"household", "firm", "bank", "network", "regulator"} <= roles
     world = run.world(9)
-    assert len(g.edges("employment")) == int((world.h_employer >= 0).sum())
-    assert sum(d["quantity"] for _, _, d in g.edges("holding")) == int(world.holdings.sum())
+    assert len(g.edges_of("employment")) == int((world.h_employer >= 0).sum())
+    assert sum(d["quantity"] for _, _, d in g.edges_of("holding")) == int(world.holdings.sum())
     pay9 = run.payments[run.payments["round"] == 9]
-    assert len(g.edges("payment")) == len(pay9)
+    assert len(g.edges_of("payment")) == len(pay9)
     assert g.g.nodes["f0"]["role"] == "firm" and g.g.nodes["token:f0"]["kind"] == "equity_token"
     dec = run.decisions
     assert {"round", "agent_id", "role", "policy", "decision_json", "rationale", "fallback_reason"} <= set(dec.columns)
@@ -225,7 +227,7 @@ def test_open_run_tables_and_market_graph(tmp_path: Path) -> None:
 async def test_runs_and_steps_work_inside_a_running_event_loop(tmp_path: Path) -> None:
     """Jupyter runs an event loop in the user's thread: run() and step() must still work there."""
     sc = load_scenario("baseline", SMALL)
-    path = Simulation(sc).run(tmp_path / "nb")
+    path = Runner(sc).run(tmp_path / "nb")
     assert tokenomy.open_run(path).manifest["status"] == "finished"
     sim = Simulation(sc)
     sim.step()
@@ -240,9 +242,10 @@ def test_observations_show_each_agent_its_own_state_each_round() -> None:
         view = sim.observe()
         w = sim.world
         for i in range(w.n_firms):
-            o = sim.firms.observe(w, view, i)
+            o = sim.roles["firm"].observe(w, view, i)
+            assert isinstance(o, FirmObservation)
             assert o.workers == int(np.count_nonzero(w.h_employer == i))
-            assert o.balance == w.ledger.balance[w.layout.firm0 + i] / 100 and o.round == w.round
+            assert o.balance == w.ledger.balance[w.layout.first("firm") + i] / 100 and o.round == w.round
         sim.decide()
         sim.clear()
         sim.settle()

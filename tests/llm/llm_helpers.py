@@ -9,7 +9,7 @@ import pandas as pd
 
 import tokenomy
 from tokenomy.scenario import load_scenario
-from tokenomy.simulation import Simulation
+from tokenomy.runner import Runner
 from tokenomy.testing.fake_openai import FakeOpenAIServer
 
 KEY = "sk-test-RECOGNISABLE-0123456789abcdef"
@@ -39,7 +39,7 @@ def llm_sets(srv: FakeOpenAIServer, *extra: str) -> list[str]:
 
 def run(srv: FakeOpenAIServer, out: Path, *extra: str, replay: Path | None = None) -> tokenomy.Run:
     sc = load_scenario("baseline", llm_sets(srv, *extra))
-    return tokenomy.open_run(Simulation(sc).run(out, replay_from=replay))
+    return tokenomy.open_run(Runner(sc).run(out, replay_from=replay))
 
 
 def llm_rows(r: tokenomy.Run) -> pd.DataFrame:

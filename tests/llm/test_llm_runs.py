@@ -17,7 +17,7 @@ from llm_helpers import ALL_LLM, CALLS_PER_ROUND, KEY, SMALL, assert_conserved, 
 import tokenomy
 from tokenomy.policies.llm import archetype_groups, select_agents
 from tokenomy.scenario import load_scenario
-from tokenomy.simulation import Simulation
+from tokenomy.runner import Runner
 from tokenomy.testing.fake_openai import FakeOpenAIServer
 
 TOKENOMY = str(Path(sys.executable).parent / "tokenomy")
@@ -119,7 +119,7 @@ def test_replay_makes_no_calls_needs_no_key_and_reproduces_exactly(
     server.stop()
     monkeypatch.delenv("OPENAI_API_KEY")
     again = tokenomy.open_run(
-        Simulation(load_scenario("baseline", sets)).run(tmp_path / "again", replay_from=first.path)
+        Runner(load_scenario("baseline", sets)).run(tmp_path / "again", replay_from=first.path)
     )
     a, b = first.metrics, again.metrics
     same = [c for c in a.columns if not c.startswith("llm_") or c == "llm_fallbacks"]
@@ -211,7 +211,7 @@ def test_auto_structured_output_falls_back_to_tools(server: FakeOpenAIServer, tm
 
 def test_a_busy_server_at_start_does_not_lock_the_run_into_a_weaker_method(server: FakeOpenAIServer) -> None:
     server.set(faults=["server_error"])  # round 0: every request gets a 500
-    sim = Simulation(load_scenario("baseline", llm_sets(server, "llm.max_retries=0")))
+    sim = Runner(load_scenario("baseline", llm_sets(server, "llm.max_retries=0")))
     sim.step()
     reasons = [r["fallback_reason"] for r in sim.outcome.llm_records]
     assert server.stats["completions"] == 1  # one probe, not one per decision nor one per method
@@ -258,8 +258,8 @@ def test_a_fallback_is_exactly_the_rule_based_decision() -> None:
     """With every LLM answer missing (replay with nothing recorded), the economy must equal the
     rule-based one to the cent: a fallback is the rules' own decision, and choosing LLM agents
     draws from its own generator, never from the simulation's."""
-    base = Simulation(load_scenario("baseline", SMALL))
-    llm = Simulation(load_scenario("baseline", [*SMALL, *ALL_LLM]))
+    base = Runner(load_scenario("baseline", SMALL))
+    llm = Runner(load_scenario("baseline", [*SMALL, *ALL_LLM]))
     llm.attach_llm(replay=True)  # no network, no key; every request misses
     for _ in range(3):
         base.step()
@@ -268,7 +268,7 @@ def test_a_fallback_is_exactly_the_rule_based_decision() -> None:
     assert all(r["fallback_reason"].startswith("replay:") for r in llm.outcome.llm_records)
     np.testing.assert_array_equal(base.world.ledger.balance, llm.world.ledger.balance)
     np.testing.assert_array_equal(base.world.h_employer, llm.world.h_employer)
-    assert base.rng.bit_generator.state == llm.rng.bit_generator.state
+    assert base.sim.rng.bit_generator.state == llm.sim.rng.bit_generator.state
 
 
 def _cli(*args: str, without_key: bool = False) -> subprocess.CompletedProcess[str]:
@@ -335,8 +335,8 @@ def test_cli_bad_prompt_or_missing_key_exit_2(server: FakeOpenAIServer, tmp_path
 
 
 def test_a_simulation_can_be_run_on_for_more_rounds(server: FakeOpenAIServer, tmp_path: Path) -> None:
-    """Running on (a second run() on the same Simulation) reuses the LLM clients: no fallbacks."""
-    sim = Simulation(load_scenario("baseline", llm_sets(server, "rounds=2")))
+    """Running on (a second run() on the same Runner) reuses the LLM clients: no fallbacks."""
+    sim = Runner(load_scenario("baseline", llm_sets(server, "rounds=2")))
     sim.run(tmp_path / "a")
     sim.step()
     second = tokenomy.open_run(sim.run(tmp_path / "b", rounds=2))

@@ -16,18 +16,18 @@ from llm_helpers import CALLS_PER_ROUND, KEY, assert_conserved, llm_rows, llm_se
 
 import tokenomy
 from tokenomy.scenario import load_scenario
-from tokenomy.simulation import Simulation
+from tokenomy.runner import Runner
 from tokenomy.testing.fake_openai import FakeOpenAIServer
 
 
 def test_workers_make_the_same_run_as_one_process(server: FakeOpenAIServer, tmp_path: Path) -> None:
     server.set(latency_s=0.1)
     sc = load_scenario("baseline", llm_sets(server))
-    with Simulation(sc) as sim:
+    with Runner(sc) as sim:
         one = tokenomy.open_run(sim.run(tmp_path / "one"))
     calls_one = server.stats["completions"]
     server.reset()
-    with Simulation(load_scenario("baseline", llm_sets(server, "llm.workers=2"))) as sim:
+    with Runner(load_scenario("baseline", llm_sets(server, "llm.workers=2"))) as sim:
         two = tokenomy.open_run(sim.run(tmp_path / "two"))
         assert len(multiprocessing.active_children()) == 2  # the workers live across rounds...
     assert not multiprocessing.active_children()  # ...and stop with the simulation
@@ -50,7 +50,7 @@ def test_workers_make_the_same_run_as_one_process(server: FakeOpenAIServer, tmp_
 
 def test_a_killed_worker_fails_only_its_calls_and_the_run_goes_on(server: FakeOpenAIServer) -> None:
     sc = load_scenario("baseline", llm_sets(server, "llm.workers=2", "rounds=4"))
-    with Simulation(sc) as sim:
+    with Runner(sc) as sim:
         sim.step()
         assert sum(r["fallback_reason"] != "" for r in sim.outcome.llm_records) == 0
         victim = multiprocessing.active_children()[0]
@@ -81,7 +81,7 @@ def test_workers_exit_when_their_parent_is_killed(server: FakeOpenAIServer) -> N
     sets = llm_sets(server, "llm.workers=2", "rounds=50")
     code = (
         "import multiprocessing, time, tokenomy\n"
-        f"sim = tokenomy.Simulation(tokenomy.load_scenario('baseline', {sets!r}))\n"
+        f"sim = tokenomy.Runner(tokenomy.load_scenario('baseline', {sets!r}))\n"
         "sim.step()\n"
         "print(' '.join(str(p.pid) for p in multiprocessing.active_children()), flush=True)\n"
         "time.sleep(300)\n"
