@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
 from tokenomy.market import production
-from tokenomy.scenario import Bank, Firm, Scenario
+from tokenomy.scenario import Automation, Bank, Firm, Production, Scenario
 from tokenomy.world import World
 
 __all__ = [
@@ -41,11 +41,27 @@ __all__ = [
     "FirmDecision",
     "FirmObservation",
     "Firms",
+    "OutputPlan",
+    "PriceOrQuantity",
     "capital_user_cost",
+    "cash_need",
     "config",
     "debt_service",
+    "desired_inputs",
+    "dividends",
     "fit_to_funds",
+    "fixed_payments",
+    "hoard_labour",
+    "investment_budget",
+    "loan_request",
+    "output_plan",
+    "posted_price",
+    "price_or_quantity",
     "robot_tax_due",
+    "share_issue",
+    "target_workforce",
+    "unit_cost",
+    "wage_offer",
 ]
 
 
@@ -151,7 +167,173 @@ def debt_service(world: World, scenario: Scenario) -> NDArray[np.int64]:
     """Interest plus scheduled repayment due this round, cents."""
     interest = np.floor(world.f_loan * world.f_loan_rate)
     repay = np.ceil(world.f_loan * _bank(scenario).amortization)
-    return (interest + np.minimum(repay, world.f_loan)).astype(np.int64)
+    due: NDArray[np.int64] = (interest + np.minimum(repay, world.f_loan)).astype(np.int64)
+    return due
+
+
+# -- the rules, in the order ``Firms.heuristic`` applies them --------------------------------------
+@dataclass(frozen=True, slots=True)
+class PriceOrQuantity:
+    """Which margin each firm moves this round (Delli Gatti et al. 2011): price or quantity, up or down."""
+
+    raise_price: NDArray[np.bool_]
+    cut_price: NDArray[np.bool_]
+    expand: NDArray[np.bool_]
+    shrink: NDArray[np.bool_]
+
+
+def price_or_quantity(world: World, view: MarketView) -> PriceOrQuantity:
+    """Delli Gatti et al. (2011), Assenza et al. (2015): a firm that sold out raises its price if
+    it is below the market mean or could not fill its vacancies (it is capacity-bound), else plans
+    to sell more; one with unsold stock cuts its price if above the mean, else plans to sell less.
+
+    A capacity-bound firm (sold out and short of workers) cannot sell more, so only its price can
+    clear the market. A firm that sold exactly what it made moves neither.
+    """
+    price = world.f_price
+    sold_out = world.f_unmet > 1e-9
+    unsold = ~sold_out & (world.f_inventory > 1e-9)
+    raise_price = sold_out & ((price < view.mean_price) | (world.f_unfilled > 0))
+    cut_price = unsold & (price > view.mean_price)
+    return PriceOrQuantity(raise_price, cut_price, sold_out & ~raise_price, unsold & ~cut_price)
+
+
+def unit_cost(
+    world: World, prod: Production, workforce: NDArray[np.float64], capital_cost: float
+) -> NDArray[np.float64]:
+    """Marginal cost at the cheaper margin (more labour or more capital), cents per unit.
+
+    The cheaper margin keeps it bounded even when output is near zero, where average cost
+    explodes, and near ``phi = 1``, where the last labour-only tasks make ``w / MPL`` explode.
+    """
+    mpk, mpl = production.marginal_products(world.f_capital, np.maximum(workforce, 1.0), world.phi, prod.A, prod.sigma)
+    return np.minimum(world.f_wage / np.maximum(mpl, 1e-12), capital_cost / np.maximum(mpk, 1e-12))
+
+
+def posted_price(
+    world: World, p: Firm, moves: PriceOrQuantity, cost: NDArray[np.float64], rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """Price or quantity (Delli Gatti et al. 2011): the price moves by a random share of at most
+    ``eta_price`` where the firm moves its price, and never sits below marginal ``cost``, so rising
+    costs pass into prices."""
+    u = rng.random(world.n_firms) * p.eta_price
+    price = np.where(moves.raise_price, world.f_price * (1 + u), world.f_price)
+    price = np.where(moves.cut_price, price * (1 - u), price)
+    return np.maximum(price, cost)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPlan:
+    """Expected sales (which size capacity) and planned output (which also restocks), units."""
+
+    expected: NDArray[np.float64]
+    planned: NDArray[np.float64]
+
+
+def output_plan(world: World, p: Firm, moves: PriceOrQuantity, rng: np.random.Generator) -> OutputPlan:
+    """Price or quantity, the quantity side (Assenza et al. 2015): a firm that expands plans to sell
+    more by the unmet demand, at most a random ``eta_output`` share of its sales; one that shrinks
+    plans to sell less by a random ``eta_output`` share. Planned output tops stock up to
+    ``inventory_target`` of expected sales.
+
+    The step is bounded: adding the whole unmet demand lets large buyers' leftover budgets feed
+    back into capacity and explode.
+    """
+    uq = rng.random(world.n_firms) * p.eta_output
+    sales = world.f_sales
+    step = np.where(moves.expand, np.minimum(world.f_unmet, uq * sales), 0.0)
+    expected = np.where(moves.shrink, sales * (1 - uq), sales + step)
+    planned = np.maximum(expected * (1 + p.inventory_target) - world.f_inventory, 0.0)
+    return OutputPlan(expected, planned)
+
+
+def desired_inputs(
+    world: World, prod: Production, capital_cost: float, expected: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Inputs (Korinek & Suh): ``(labour, capital)`` that make the ``expected`` sales at least cost.
+
+    Capital per worker is the cost-minimising ratio at the firm's wage and the user cost of
+    capital; where that ratio is unbounded (no task needs labour) capital alone does the work.
+    Capacity is sized to expected sales, not to this round's restocking.
+    """
+    ratio = production.cost_minimising_ratio(world.phi, world.f_wage, capital_cost, prod.sigma)
+    all_capital = ~np.isfinite(ratio)
+    finite_ratio = np.where(all_capital, 0.0, ratio)
+    per_worker = production.output_per_worker(finite_ratio, world.phi, prod.A, prod.sigma)
+    labour = np.where(all_capital, 0.0, expected / np.maximum(per_worker, 1e-12))
+    capital = np.where(all_capital, expected / prod.A, finite_ratio * labour)
+    return labour, capital
+
+
+def investment_budget(
+    world: World, view: MarketView, auto: Automation, desired_capital: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    """Investment (Korinek & Suh), cents: close ``automation.adjustment`` of the gap to the desired
+    capital stock each round, replacing wear, by buying goods as capital."""
+    K = world.f_capital
+    K_next = K + auto.adjustment * (desired_capital - K)
+    units = np.maximum(K_next - K * (1 - auto.depreciation), 0.0)
+    return np.floor(units * world.capital_price * view.mean_price).astype(np.int64)
+
+
+def target_workforce(
+    world: World, prod: Production, planned: NDArray[np.float64], desired_labour: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    """Hiring (Korinek & Suh): with the capital it has, the least labour that meets planned output
+    (the desired labour where no finite amount can), at most every household."""
+    need = production.labour_required(planned, world.f_capital, world.phi, prod.A, prod.sigma)
+    need = np.where(np.isfinite(need), need, desired_labour)
+    return np.minimum(np.ceil(need - 1e-9), world.n_households).astype(np.int64)
+
+
+def hoard_labour(target: NDArray[np.int64], workforce: NDArray[np.float64], p: Firm) -> NDArray[np.int64]:
+    """Labour hoarding: a firm sheds at most ``max_fire_share`` of its workforce a round."""
+    return np.maximum(target, np.floor(workforce * (1.0 - p.max_fire_share))).astype(np.int64)
+
+
+def wage_offer(world: World, view: MarketView, p: Firm, rng: np.random.Generator) -> NDArray[np.float64]:
+    """Wages rise (by a random share of at most ``eta_wage``) when vacancies went unfilled and fall
+    otherwise; unemployment relative to ``unemployment_norm`` damps the rises and deepens the cuts,
+    so the Phillips curve slopes down."""
+    uw = rng.random(world.n_firms) * p.eta_wage
+    slack = min(1.0, view.unemployment / p.unemployment_norm)
+    wage = world.f_wage
+    return np.where(world.f_unfilled > 0, wage * (1 + uw * (1 - slack)), wage * (1 - uw * (0.5 + 0.5 * slack)))
+
+
+def fixed_payments(world: World, scenario: Scenario) -> NDArray[np.int64]:
+    """Contractual payments due this round whatever the firm does (debt service, robot tax), cents."""
+    return debt_service(world, scenario) + robot_tax_due(world, scenario)
+
+
+def cash_need(
+    wage_bill: NDArray[np.float64], fixed: NDArray[np.int64], investment: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Cash: what this round's plan pays out before any dividend (wages, fixed payments, investment), cents."""
+    return wage_bill + fixed + investment
+
+
+def loan_request(world: World, need: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Cash: the shortfall of the balance against this round's ``need`` is asked of the bank, cents."""
+    return np.maximum(need - world.firm_balance().astype(np.float64), 0.0).astype(np.int64)
+
+
+def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Cash: ``payout_ratio`` of the cash beyond this round's ``need`` and a buffer of
+    ``cash_buffer_rounds`` wage bills, cents; nothing when cash is short of that."""
+    bal = world.firm_balance().astype(np.float64)
+    return np.floor(p.payout_ratio * np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)).astype(np.int64)
+
+
+def share_issue(world: World, p: Firm, loan: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Cash: with equity issuance on, a firm short of cash also offers new tokens worth its loan
+    request at the last token price, at most ``max_issue_share`` of those outstanding."""
+    if not p.equity_issuance:
+        return np.zeros(world.n_firms, dtype=np.int64)
+    mine = world.tokens_of("firm")
+    cap = np.floor(p.max_issue_share * world.t_outstanding[mine])
+    shares = np.minimum(np.ceil(loan / np.maximum(world.t_price[mine], 1e-9)), cap)
+    return np.where(loan > 0, shares, 0).astype(np.int64)
 
 
 class Firms:
@@ -192,77 +374,26 @@ class Firms:
         )
 
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> FirmBatch:
-        p, prod, auto = config(scenario), scenario.production, scenario.automation
-        m = world.n_firms
-        L = world.workers().astype(np.float64)
-        K = world.f_capital
-        price, wage = world.f_price.copy(), world.f_wage.copy()
+        """The rules in order: price or quantity, output plan, inputs, hiring, wages, cash.
 
-        # -- price or quantity ------------------------------------------------------------------
-        u = rng.random(m) * p.eta_price
-        sold_out = world.f_unmet > 1e-9
-        # capacity-bound (sold out and short of workers): only the price can clear the market
-        raise_p = sold_out & ((price < view.mean_price) | (world.f_unfilled > 0))
-        expand = sold_out & ~raise_p
-        cut_p = ~sold_out & (world.f_inventory > 1e-9) & (price > view.mean_price)
+        The random draws (price moves, output steps, wage moves) happen in that order; a seed fixes them.
+        """
+        p, prod = config(scenario), scenario.production
+        workforce = world.workers().astype(np.float64)
         c_k = capital_user_cost(world, scenario)
-        # marginal cost at the cheaper margin (more labour or more capital): bounded even when
-        # output is near zero, where average cost explodes, and near phi = 1, where the last
-        # labour-only tasks make w/MPL explode
-        mpk, mpl = production.marginal_products(K, np.maximum(L, 1.0), world.phi, prod.A, prod.sigma)
-        unit_cost = np.minimum(wage / np.maximum(mpl, 1e-12), c_k / np.maximum(mpk, 1e-12))
-        price = np.where(raise_p, price * (1 + u), price)
-        price = np.where(cut_p, price * (1 - u), price)
-        price = np.maximum(price, unit_cost)  # rising costs pass into prices
-        # quantity moves by a bounded random step (Assenza et al. 2015): adding the whole unmet
-        # demand lets large buyers' leftover budgets feed back into capacity and explode
-        uq = rng.random(m) * p.eta_output
-        shrink = ~sold_out & (world.f_inventory > 1e-9) & ~cut_p
-        step = np.where(expand, np.minimum(world.f_unmet, uq * world.f_sales), 0.0)
-        expected = np.where(shrink, world.f_sales * (1 - uq), world.f_sales + step)
-        planned = np.maximum(expected * (1 + p.inventory_target) - world.f_inventory, 0.0)
-
-        # -- inputs -----------------------------------------------------------------------------
-        ratio = production.cost_minimising_ratio(world.phi, wage, c_k, prod.sigma)
-        all_capital = ~np.isfinite(ratio)
-        per_worker = production.output_per_worker(np.where(all_capital, 0.0, ratio), world.phi, prod.A, prod.sigma)
-        # capacity is sized to expected sales, not to this round's restocking
-        L_star = np.where(all_capital, 0.0, expected / np.maximum(per_worker, 1e-12))
-        K_star = np.where(all_capital, expected / prod.A, np.where(all_capital, 0.0, ratio) * L_star)
-        K_next = K + auto.adjustment * (K_star - K)
-        invest_units = np.maximum(K_next - K * (1 - auto.depreciation), 0.0)
-        invest_budget = np.floor(invest_units * world.capital_price * view.mean_price).astype(np.int64)
-
-        need_L = production.labour_required(planned, K, world.phi, prod.A, prod.sigma)
-        need_L = np.where(np.isfinite(need_L), need_L, L_star)
-        target = np.minimum(np.ceil(need_L - 1e-9), world.n_households).astype(np.int64)
-        # labour hoarding: shed at most max_fire_share of the workforce a round
-        target = np.maximum(target, np.floor(L * (1.0 - p.max_fire_share))).astype(np.int64)
-
-        # -- wages ------------------------------------------------------------------------------
-        uw = rng.random(m) * p.eta_wage
-        # up with unfilled vacancies, down otherwise; slack makes cuts deeper and raises shallower
-        slack = min(1.0, view.unemployment / p.unemployment_norm)
-        wage = np.where(world.f_unfilled > 0, wage * (1 + uw * (1 - slack)), wage * (1 - uw * (0.5 + 0.5 * slack)))
-
-        # -- cash -------------------------------------------------------------------------------
-        bal = world.firm_balance().astype(np.float64)
+        moves = price_or_quantity(world, view)
+        price = posted_price(world, p, moves, unit_cost(world, prod, workforce, c_k), rng)
+        sales = output_plan(world, p, moves, rng)
+        labour, capital = desired_inputs(world, prod, c_k, sales.expected)
+        invest = investment_budget(world, view, scenario.automation, capital)
+        target = hoard_labour(target_workforce(world, prod, sales.planned, labour), workforce, p)
+        wage = wage_offer(world, view, p, rng)
         wage_bill = target * wage
-        fixed = debt_service(world, scenario) + robot_tax_due(world, scenario)
-        need = wage_bill + fixed + invest_budget
-        loan_req = np.maximum(need - bal, 0.0).astype(np.int64)
-        dividend = np.floor(p.payout_ratio * np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)).astype(
-            np.int64
-        )
-        issue = np.zeros(m, dtype=np.int64)
-        if p.equity_issuance:
-            mine = world.tokens_of("firm")
-            tp = world.t_price[mine]
-            cap = np.floor(p.max_issue_share * world.t_outstanding[mine])
-            issue = np.where(loan_req > 0, np.minimum(np.ceil(loan_req / np.maximum(tp, 1e-9)), cap), 0).astype(
-                np.int64
-            )
-        return FirmBatch(price, wage, target, invest_budget, dividend, loan_req, issue, np.full(m, "", dtype=object))
+        need = cash_need(wage_bill, fixed_payments(world, scenario), invest)
+        loan = loan_request(world, need)
+        issue = share_issue(world, p, loan)
+        notes = np.full(world.n_firms, "", dtype=object)
+        return FirmBatch(price, wage, target, invest, dividends(world, p, need, wage_bill), loan, issue, notes)
 
 
 def robot_tax_due(world: World, scenario: Scenario) -> NDArray[np.int64]:
@@ -279,8 +410,7 @@ def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scena
     target workforce until the wage bill fits), then investment, and dividends only from what is
     left.
     """
-    fixed = debt_service(world, scenario) + robot_tax_due(world, scenario)
-    room = np.maximum(funds - fixed, 0)
+    room = np.maximum(funds - fixed_payments(world, scenario), 0)
     wage_bill = (batch.target_workers * batch.wage_offer).astype(np.int64)
     notes = batch.notes
     fits_wages = np.minimum(wage_bill, room)

@@ -30,12 +30,21 @@ from tokenomy.scenario import Household, Rails, Scenario
 from tokenomy.world import World
 
 __all__ = [
+    "BuyOrders",
     "HouseholdBatch",
     "HouseholdDecision",
     "HouseholdObservation",
     "HouseholdShareDecision",
     "Households",
+    "SellOrders",
+    "buy_orders",
     "config",
+    "consumption_budget",
+    "desired_consumption",
+    "marginal_propensity",
+    "rail_choice",
+    "reservation_wage",
+    "sell_orders",
 ]
 
 
@@ -204,7 +213,115 @@ def _weighted_pick(rng: np.random.Generator, weights: NDArray[np.float64]) -> ND
     """One column per row, with probability proportional to that row's weights."""
     c = np.cumsum(weights, axis=1)
     r = rng.random(weights.shape[0]) * c[:, -1]
-    return np.argmax(c > r[:, None], axis=1)
+    picks: NDArray[np.int64] = np.argmax(c > r[:, None], axis=1)
+    return picks
+
+
+# -- the rules, in the order ``Households.heuristic`` applies them ---------------------------------
+def marginal_propensity(wealth: NDArray[np.float64], p: Household) -> NDArray[np.float64]:
+    """Consumption: ``mpc`` falls from ``mpc_income`` at the median wealth to ``mpc_income_rich`` at
+    ``rich_wealth_multiple`` times the median (log-linear in between).
+
+    The rich save more of their income: this is what lets demand fail when income moves from
+    wages to capital.
+    """
+    med = max(float(np.median(wealth)), 1.0)
+    x: NDArray[np.float64] = np.clip(np.log(np.maximum(wealth, 1.0) / med) / np.log(p.rich_wealth_multiple), 0.0, 1.0)
+    return p.mpc_income + (p.mpc_income_rich - p.mpc_income) * x
+
+
+def desired_consumption(world: World, p: Household) -> NDArray[np.float64]:
+    """Consumption: ``mpc * net income + mpc_wealth * wealth``, at least ``subsistence``, cents.
+
+    Wealth is deposits plus tokens at their last price.
+    """
+    wealth = world.household_balance().astype(np.float64) + world.household_token_wealth()
+    want = marginal_propensity(wealth, p) * np.maximum(world.h_income, 0) + p.mpc_wealth * wealth
+    return np.maximum(want, p.subsistence * 100)
+
+
+def consumption_budget(world: World, want: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Consumption: what a household wants, never above its balance (subsistence while money lasts), cents."""
+    return np.minimum(want, world.household_balance().astype(np.float64)).astype(np.int64)
+
+
+def reservation_wage(world: World, p: Household) -> NDArray[np.float64]:
+    """Work: the employed ask their current wage; the unemployed lower their reservation wage by
+    ``reservation_decay`` per round without work (not below ``min_reservation_wage``), cents."""
+    employed = world.h_employer >= 0
+    current = world.f_wage[np.maximum(world.h_employer, 0)]
+    lowered = np.maximum(world.h_reservation * (1.0 - p.reservation_decay), p.min_reservation_wage * 100)
+    return np.where(employed, current, lowered)
+
+
+@dataclass(frozen=True, slots=True)
+class BuyOrders:
+    """Each household's bid: ``budget`` cents for ``token`` (-1: none) at up to ``limit`` cents a share."""
+
+    budget: NDArray[np.int64]
+    token: NDArray[np.int64]
+    limit: NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class SellOrders:
+    """Each household's offer: ``shares`` of ``token`` (-1: none) at no less than ``limit`` cents a share."""
+
+    token: NDArray[np.int64]
+    shares: NDArray[np.int64]
+    limit: NDArray[np.float64]
+
+
+def buy_orders(
+    world: World, p: Household, want: NDArray[np.float64], budget: NDArray[np.int64], rng: np.random.Generator
+) -> BuyOrders:
+    """Saving and investing: deposits above ``invest_threshold`` rounds of spending are partly
+    (``invest_share``) bid for one random token a little (up to ``bid_spread``) above its last price."""
+    n, n_tok = world.n_households, world.t_price.size
+    excess = world.household_balance().astype(np.float64) - budget - p.invest_threshold * want
+    buyers = (excess > 0) & (n_tok > 0)
+    cents = np.where(buyers, p.invest_share * np.maximum(excess, 0), 0).astype(np.int64)
+    token = np.where(buyers, rng.integers(0, max(n_tok, 1), size=n), -1)
+    limit = world.t_price[np.maximum(token, 0)] * (1.0 + rng.random(n) * p.bid_spread) if n_tok else np.zeros(n)
+    return BuyOrders(cents, token, limit)
+
+
+def sell_orders(world: World, p: Household, want: NDArray[np.float64], rng: np.random.Generator) -> SellOrders:
+    """Saving and investing: holders sell part of one position, picked in proportion to its value,
+    at random (``turnover``; 10-50 % of it) or to cover a shortfall of cash for spending, a little
+    (up to ``bid_spread``) below its last price."""
+    n, n_tok = world.n_households, world.t_price.size
+    holds = world.household_holdings().sum(axis=1) > 0 if n_tok else np.zeros(n, bool)
+    short = np.maximum(want - world.household_balance().astype(np.float64), 0.0)
+    sellers = holds & ((rng.random(n) < p.turnover) | (short > 0))
+    token = np.full(n, -1, dtype=np.int64)
+    shares = np.zeros(n, dtype=np.int64)
+    limit = np.zeros(n)
+    s_idx = np.flatnonzero(sellers)
+    if s_idx.size:
+        h = world.household_holdings()[s_idx]
+        tok = _weighted_pick(rng, h * world.t_price)
+        held = h[np.arange(s_idx.size), tok]
+        lim = world.t_price[tok] * (1.0 - rng.random(s_idx.size) * p.bid_spread)
+        for_cash = np.ceil(short[s_idx] / np.maximum(lim, 1e-9))
+        random_part = np.ceil(held * rng.uniform(0.1, 0.5, s_idx.size))
+        qty = np.where(short[s_idx] > 0, for_cash, random_part)
+        token[s_idx] = tok
+        shares[s_idx] = np.minimum(qty, held).astype(np.int64)
+        limit[s_idx] = lim
+    return SellOrders(token, shares, limit)
+
+
+def rail_choice(world: World, rails: Rails, rng: np.random.Generator) -> NDArray[np.int8]:
+    """Rail: with chance ``switch_rate`` a card or chain user moves to the cheaper of card and chain
+    (only while the chain is enabled; bank-transfer users stay)."""
+    rail = world.h_rail.copy()
+    if rails.switch_rate > 0 and world.chain_enabled:
+        fees = world.rail_fees()
+        cheaper = Rail.CHAIN if fees[Rail.CHAIN] < fees[Rail.CARD] else Rail.CARD
+        movers = (rail != Rail.BANK_TRANSFER) & (rng.random(world.n_households) < rails.switch_rate)
+        rail[movers] = cheaper
+    return rail
 
 
 class Households:
@@ -232,72 +349,29 @@ class Households:
         )
 
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> HouseholdBatch:
+        """The rules in order: consumption, work, token orders (buy, then sell), rail.
+
+        The random draws (bids, then offers, then rail moves) happen in that order; a seed fixes them.
+        """
         p = config(scenario)
-        n = world.n_households
-        bal = world.household_balance().astype(np.float64)
-        token_w = world.household_token_wealth()
-        wealth = bal + token_w
-        med = max(float(np.median(wealth)), 1.0)
-        x = np.clip(np.log(np.maximum(wealth, 1.0) / med) / np.log(p.rich_wealth_multiple), 0.0, 1.0)
-        mpc = p.mpc_income + (p.mpc_income_rich - p.mpc_income) * x
-        want = mpc * np.maximum(world.h_income, 0) + p.mpc_wealth * wealth
-        want = np.maximum(want, p.subsistence * 100)
-        budget = np.minimum(want, bal).astype(np.int64)
-
-        employed = world.h_employer >= 0
-        emp_wage = world.f_wage[np.maximum(world.h_employer, 0)]
-        res = np.where(
-            employed,
-            emp_wage,
-            np.maximum(world.h_reservation * (1.0 - p.reservation_decay), p.min_reservation_wage * 100),
-        )
-
-        n_tok = world.t_price.size
-        excess = bal - budget - p.invest_threshold * want
-        buyers = (excess > 0) & (n_tok > 0)
-        buy_budget = np.where(buyers, p.invest_share * np.maximum(excess, 0), 0).astype(np.int64)
-        buy_tok = np.where(buyers, rng.integers(0, max(n_tok, 1), size=n), -1)
-        buy_limit = (
-            world.t_price[np.maximum(buy_tok, 0)] * (1.0 + rng.random(n) * p.bid_spread) if n_tok else np.zeros(n)
-        )
-
-        holds = world.household_holdings().sum(axis=1) > 0 if n_tok else np.zeros(n, bool)
-        short = np.maximum(want - bal, 0.0)
-        sellers = holds & ((rng.random(n) < p.turnover) | (short > 0))
-        sell_tok = np.full(n, -1, dtype=np.int64)
-        sell_qty = np.zeros(n, dtype=np.int64)
-        sell_limit = np.zeros(n)
-        s_idx = np.flatnonzero(sellers)
-        if s_idx.size:
-            h = world.household_holdings()[s_idx]
-            tok = _weighted_pick(rng, h * world.t_price)
-            held = h[np.arange(s_idx.size), tok]
-            limit = world.t_price[tok] * (1.0 - rng.random(s_idx.size) * p.bid_spread)
-            for_cash = np.ceil(short[s_idx] / np.maximum(limit, 1e-9))
-            random_part = np.ceil(held * rng.uniform(0.1, 0.5, s_idx.size))
-            qty = np.where(short[s_idx] > 0, for_cash, random_part)
-            sell_tok[s_idx] = tok
-            sell_qty[s_idx] = np.minimum(qty, held).astype(np.int64)
-            sell_limit[s_idx] = limit
-
-        rail = world.h_rail.copy()
-        rails: Rails = scenario.rails
-        if rails.switch_rate > 0 and world.chain_enabled:
-            fees = world.rail_fees()
-            pos = Rail.CHAIN if fees[Rail.CHAIN] < fees[Rail.CARD] else Rail.CARD
-            movers = (rail != Rail.BANK_TRANSFER) & (rng.random(n) < rails.switch_rate)
-            rail[movers] = pos
+        want = desired_consumption(world, p)
+        budget = consumption_budget(world, want)
+        reservation = reservation_wage(world, p)
+        buy = buy_orders(world, p, want, budget, rng)
+        sell = sell_orders(world, p, want, rng)
+        rail = rail_choice(world, scenario.rails, rng)
+        notes = np.full(world.n_households, "", dtype=object)
         return HouseholdBatch(
             budget,
-            res,
-            buy_budget,
-            buy_tok,
-            buy_limit,
-            sell_tok,
-            sell_qty,
-            sell_limit,
+            reservation,
+            buy.budget,
+            buy.token,
+            buy.limit,
+            sell.token,
+            sell.shares,
+            sell.limit,
             rail,
-            np.full(n, "", dtype=object),
+            notes,
         )
 
 
