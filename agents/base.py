@@ -114,9 +114,14 @@ class Role(Protocol):
     has archetypes; ``example_answers`` are what the fake OpenAI server answers per Decision name.
     """
 
-    decision_model: type[DecisionModel]
-    share_decision: type[DecisionModel] | None
-    example_answers: Mapping[str, ExampleAnswer]
+    @property
+    def decision_model(self) -> type[DecisionModel]: ...
+
+    @property
+    def share_decision(self) -> type[DecisionModel] | None: ...
+
+    @property
+    def example_answers(self) -> Mapping[str, ExampleAnswer]: ...
 
     def observe(self, world: World, view: MarketView, i: int) -> BaseModel: ...
 

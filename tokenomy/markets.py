@@ -100,11 +100,12 @@ def goods(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> N
         p_hh.unmet + p_in.unmet,
     )
     o.purchases = p
-    sold = np.bincount(p.seller, weights=p.quantity, minlength=w.n_firms)
+    sold = np.bincount(p.seller, weights=p.quantity, minlength=w.n_firms).astype(np.float64)
     w.f_inventory = np.maximum(w.f_inventory - sold, 0.0)
     w.f_sales, w.f_unmet = sold, p.unmet
     firm_buys = (p.buyer >= n) & (p.buyer < n + w.n_firms)
-    o.invest_qty = np.bincount(p.buyer[firm_buys] - n, weights=p.quantity[firm_buys], minlength=w.n_firms)
+    bought = np.bincount(p.buyer[firm_buys] - n, weights=p.quantity[firm_buys], minlength=w.n_firms)
+    o.invest_qty = bought.astype(np.float64)
     # the round's price level, published in ``advance`` and measured in the metrics: computed once
     o.price_index = float(p.amount.sum() / p.quantity.sum()) if p.quantity.sum() > 0 else w.price_index
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
@@ -98,7 +98,7 @@ def record(state: RoundState, runtime: Runtime[RoundContext]) -> Update:
 
 
 def _next(state: RoundState) -> Literal["observe", "__end__"]:
-    return "observe" if state["round"] < state["last"] else END
+    return "observe" if state["round"] < state["last"] else "__end__"  # langgraph's END
 
 
 PHASES = (observe, decide, clear, settle, regulate, advance, record)

@@ -52,7 +52,7 @@ def pay_withholding(
     state: int,
 ) -> NDArray[np.int64]:
     """Pay ``gross`` from payer to payee, withholding ``tax_rate`` for the state. Returns the tax."""
-    tax = np.floor(gross * tax_rate).astype(np.int64)
+    tax: NDArray[np.int64] = np.floor(gross * tax_rate).astype(np.int64)
     net = gross - tax
     ledger.require_funds(kind, np.concatenate([payer, payer]), np.concatenate([net, tax]))
     ledger.transfer(kind, payer, payee, net)

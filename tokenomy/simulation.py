@@ -137,7 +137,7 @@ class Simulation:
         w.round += 1
         w.phi = phi_at(s, w.round)
         w.capital_price *= 1.0 - s.automation.capital_price_decline
-        w.rng_state = self.rng.bit_generator.state
+        w.rng_state = dict(self.rng.bit_generator.state)
 
     def step(self, loop: asyncio.AbstractEventLoop | None = None) -> RoundOutcome:
         """One round without the graph or recording: the same phases in order.

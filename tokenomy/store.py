@@ -174,7 +174,8 @@ class Run:
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / "manifest.json").read_text())
+        data: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
+        return data
 
     def _table(self, name: str) -> pd.DataFrame:
         f = self.path / f"{name}.parquet"

@@ -286,9 +286,10 @@ class World:
         import pyarrow as pa
 
         buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in self.snapshot().items()})
+        arrays: dict[str, NDArray[Any]] = {k: np.asarray(v) for k, v in self.snapshot().items()}
+        np.savez(buf, allow_pickle=False, **arrays)
         raw = buf.getvalue()
-        return _MAGIC + len(raw).to_bytes(8, "little") + pa.compress(raw, codec="zstd", asbytes=True)
+        return _MAGIC + len(raw).to_bytes(8, "little") + bytes(pa.compress(raw, codec="zstd", asbytes=True))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> World:

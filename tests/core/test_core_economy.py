@@ -11,9 +11,9 @@ import pytest
 import tokenomy
 from tokenomy.agents.firm import FirmObservation
 from tokenomy.market.ledger import ConservationError
-from tokenomy.scenario import bundled_scenarios, load_scenario
 from tokenomy.registry import payment_kinds
 from tokenomy.runner import Runner
+from tokenomy.scenario import bundled_scenarios, load_scenario
 from tokenomy.simulation import Simulation
 
 SMALL = ["households=150", "firms=6", "banks=2", "rounds=12"]

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 import tokenomy
-from tokenomy.scenario import load_scenario
 from tokenomy.runner import Runner
+from tokenomy.scenario import load_scenario
 from tokenomy.testing.fake_openai import FakeOpenAIServer
 
 KEY = "sk-test-RECOGNISABLE-0123456789abcdef"

@@ -16,8 +16,8 @@ from llm_helpers import ALL_LLM, CALLS_PER_ROUND, KEY, SMALL, assert_conserved, 
 
 import tokenomy
 from tokenomy.policies.llm import archetype_groups, select_agents
-from tokenomy.scenario import load_scenario
 from tokenomy.runner import Runner
+from tokenomy.scenario import load_scenario
 from tokenomy.testing.fake_openai import FakeOpenAIServer
 
 TOKENOMY = str(Path(sys.executable).parent / "tokenomy")

@@ -15,8 +15,8 @@ import pytest
 from llm_helpers import CALLS_PER_ROUND, KEY, assert_conserved, llm_rows, llm_sets
 
 import tokenomy
-from tokenomy.scenario import load_scenario
 from tokenomy.runner import Runner
+from tokenomy.scenario import load_scenario
 from tokenomy.testing.fake_openai import FakeOpenAIServer
 
 

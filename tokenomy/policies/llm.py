@@ -174,7 +174,7 @@ class LLMDecider:
             return self.cost_of(chars * u.input_tokens / self._chars_sent, u.output_tokens / u.calls)
         return self.cost_of(chars / 4, min(TYPICAL_OUTPUT_TOKENS, self.cfg.max_output_tokens))
 
-    def cost_of(self, input_tokens: int, output_tokens: int) -> float:
+    def cost_of(self, input_tokens: float, output_tokens: float) -> float:
         c = self.cfg
         return (input_tokens * c.price_input_per_million + output_tokens * c.price_output_per_million) / 1e6
 
@@ -224,9 +224,9 @@ class LLMDecider:
         sent = list(todo)
         if todo and self.method is None:
             first = todo.pop(0)
-            outs[first] = await self._probe(requests[first])
+            probed = outs[first] = await self._probe(requests[first])
             if self.method is None:
-                why = f"no structured-output method worked this round ({outs[first].fallback_reason})"[:500]
+                why = f"no structured-output method worked this round ({probed.fallback_reason})"[:500]
                 for i in todo:
                     outs[i] = CallOutcome(None, fallback_reason=why)
                 self._reserved -= len(todo)
@@ -249,7 +249,8 @@ class LLMDecider:
         attempt is a call (capped by ``max_calls``); the last is returned, carrying the count and
         the tokens of the attempts before it.
         """
-        out, tried = CallOutcome(None, fallback_reason="no structured-output method worked"), []
+        out = CallOutcome(None, fallback_reason="no structured-output method worked")
+        tried: list[CallOutcome] = []
         for m in AUTO_ORDER:
             if tried:
                 if self.cfg.max_calls is not None and self._reserved >= self.cfg.max_calls:
@@ -349,7 +350,8 @@ def archetype_groups(
     status = employed.astype(np.int64) if e == 2 else np.zeros(employed.size, dtype=np.int64)
     raw = (status * q_income + bins(income, q_income)) * q_wealth + bins(wealth, q_wealth)
     _, dense = np.unique(raw, return_inverse=True)
-    return dense.astype(np.int64)
+    groups: NDArray[np.int64] = dense.astype(np.int64)
+    return groups
 
 
 @dataclass

@@ -160,7 +160,8 @@ class FakeOpenAIServer(ThreadingHTTPServer):
     def base_url(self) -> str:
         """What to pass as ``base_url`` to ``ChatOpenAI`` / ``openai.OpenAI``."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        name = host.decode() if isinstance(host, bytes) else host
+        return f"http://{name}:{port}/v1"
 
     def start(self) -> FakeOpenAIServer:
         """Serve in a daemon thread (short poll interval so :meth:`stop` returns quickly)."""
