@@ -18,6 +18,8 @@ import pytest
 from tokenomy.scenario import bundled_scenarios
 from tokenomy.store import open_run
 
+pytestmark = pytest.mark.slow  # the installed command in subprocesses
+
 SCRIPT = Path(sys.executable).parent / "tokenomy"
 TINY = ["--set", "households=60", "--set", "firms=4", "--set", "banks=1", "--rounds", "3"]
 ROUNDS = 3

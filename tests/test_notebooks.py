@@ -16,6 +16,8 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+pytestmark = pytest.mark.slow  # executes the quickstart notebook in a kernel
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 

@@ -33,6 +33,7 @@ def _first_last(m: pd.DataFrame, col: str, k: int = 10) -> tuple[float, float]:
     return float(m[col].iloc[:k].mean()), float(m[col].iloc[-k:].mean())
 
 
+@pytest.mark.slow  # every bundled scenario at full size
 def test_every_bundled_scenario_conserves_money_every_round(bundled_runs: dict[str, tokenomy.Run]) -> None:
     for name, run in bundled_runs.items():
         m = run.metrics
@@ -48,6 +49,7 @@ def test_every_bundled_scenario_conserves_money_every_round(bundled_runs: dict[s
         assert int(world.ledger.balance.sum()) == int(supply[-1]), name
 
 
+@pytest.mark.slow  # every bundled scenario at full size
 def test_automation_shock_shows_the_paradox_and_baseline_does_not(bundled_runs: dict[str, tokenomy.Run]) -> None:
     shock, base = bundled_runs["automation_shock"].metrics, bundled_runs["baseline"].metrics
     for m in (shock, base):
@@ -105,6 +107,7 @@ def test_snapshot_restores_the_world_and_the_future(tmp_path: Path) -> None:
     np.testing.assert_array_equal(sim.world.f_price, restored.world.f_price)
 
 
+@pytest.mark.slow  # every bundled scenario at full size
 def test_labour_flows_add_up(bundled_runs: dict[str, tokenomy.Run]) -> None:
     """Employment changes only by hires and separations: a stock-flow identity for the labour market."""
     m = bundled_runs["automation_shock"].metrics

@@ -279,6 +279,7 @@ def _cli(*args: str, without_key: bool = False) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.slow  # the installed command in a subprocess
 def test_cli_dry_run_estimates_without_calling(server: FakeOpenAIServer, tmp_path: Path) -> None:
     args = [f"--set={s}" for s in llm_sets(server, "roles.household.archetypes=4", "llm.price_input_per_million=2")]
     res = _cli("run", "baseline", "--dry-run", "--out", str(tmp_path / "none"), *args)
@@ -287,6 +288,7 @@ def test_cli_dry_run_estimates_without_calling(server: FakeOpenAIServer, tmp_pat
     assert server.stats["completions"] == 0 and not (tmp_path / "none").exists()
 
 
+@pytest.mark.slow  # the installed command in a subprocess
 def test_cli_llm_check_reports_each_role(server: FakeOpenAIServer) -> None:
     res = _cli("llm-check", "baseline", *[f"--set={s}" for s in llm_sets(server)])
     assert res.returncode == 0, res.stdout + res.stderr
@@ -296,12 +298,14 @@ def test_cli_llm_check_reports_each_role(server: FakeOpenAIServer) -> None:
     assert server.stats["completions"] == 5
 
 
+@pytest.mark.slow  # the installed command in a subprocess
 def test_cli_llm_check_fails_on_a_broken_endpoint(server: FakeOpenAIServer) -> None:
     server.set(faults=["server_error"])
     res = _cli("llm-check", "baseline", *[f"--set={s}" for s in llm_sets(server, "llm.max_retries=0")])
     assert res.returncode == 1 and "Error code: 500" in res.stdout
 
 
+@pytest.mark.slow  # the installed command in a subprocess
 def test_cli_run_and_replay(server: FakeOpenAIServer, tmp_path: Path) -> None:
     args = [f"--set={s}" for s in llm_sets(server)]
     first = _cli("run", "baseline", "--out", str(tmp_path / "a"), "-q", *args)
@@ -317,6 +321,7 @@ def test_cli_run_and_replay(server: FakeOpenAIServer, tmp_path: Path) -> None:
     pd.testing.assert_series_equal(a["gdp"], b["gdp"])
 
 
+@pytest.mark.slow  # the installed command in a subprocess
 def test_cli_bad_prompt_or_missing_key_exit_2(server: FakeOpenAIServer, tmp_path: Path) -> None:
     bad = tmp_path / "bad.md"
     bad.write_text("Hello ${name_that_does_not_exist}\n")

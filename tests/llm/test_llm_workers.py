@@ -19,6 +19,8 @@ from tokenomy.runner import Runner
 from tokenomy.scenario import load_scenario
 from tokenomy.testing.fake_openai import FakeOpenAIServer
 
+pytestmark = pytest.mark.slow  # spawns worker processes
+
 
 def test_workers_make_the_same_run_as_one_process(server: FakeOpenAIServer, tmp_path: Path) -> None:
     server.set(latency_s=0.1)
