@@ -1,0 +1,87 @@
+"""Banks' rules, validation, merge and lending, each on its own (:mod:`tokenomy.agents.bank`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from tokenomy.agents.bank import BankBatch, BankDecision, Banks, config, grant_loans
+from tokenomy.agents.base import MarketView
+from tokenomy.scenario import Scenario
+from tokenomy.world import World
+
+Build = Callable[..., tuple[Scenario, World, MarketView]]
+
+
+def _batch(**fields: list[float] | list[int]) -> BankBatch:
+    """Two banks at the default rates and no dividend, with ``fields`` overwritten."""
+    b = BankBatch(np.full(2, 0.001), np.full(2, 0.005), np.zeros(2, dtype=np.int64), np.full(2, "", dtype=object))
+    for k, v in fields.items():
+        setattr(b, k, np.asarray(v, dtype=getattr(b, k).dtype))
+    return b
+
+
+def _deposits(world: World) -> NDArray[np.float64]:
+    return np.bincount(world.h_bank, weights=world.household_balance(), minlength=2)
+
+
+def test_rule_rates_are_the_scenarios_and_dividends_keep_capital_and_interest(
+    scenario: Scenario, world: World, view: MarketView
+) -> None:
+    p = config(scenario)  # capital_ratio 0.08, payout_ratio 0.5, deposit_rate 0.001
+    world.f_loan[:] = [500_000_000, 0, 0, 0]  # firm 0 borrows from bank 0 (firms 0 and 2 bank there)
+    batch = Banks().heuristic(world, view, scenario, np.random.default_rng(0))
+    assert batch.deposit_rate.tolist() == [p.deposit_rate] * 2 and batch.loan_rate.tolist() == [p.loan_rate] * 2
+    keep = np.array([0.08 * 500_000_000, 0.0]) + 0.001 * _deposits(world)
+    assert batch.dividend.tolist() == np.floor(0.5 * (100_000_000 - keep)).astype(np.int64).tolist()
+
+
+def test_no_dividend_when_own_funds_are_below_what_must_be_kept(
+    scenario: Scenario, world: World, view: MarketView
+) -> None:
+    world.f_loan[:] = [2_000_000_000, 0, 0, 0]  # bank 0 must keep 160m of its 100m
+    assert Banks().heuristic(world, view, scenario, np.random.default_rng(0)).dividend[0] == 0
+
+
+def test_validation_clips_rates_to_range_and_dividends_to_own_funds(scenario: Scenario, world: World) -> None:
+    out = _batch(deposit_rate=[0.5, -0.1], loan_rate=[np.nan, 0.7], dividend=[10**12, 5]).validated(world, scenario)
+    assert out.deposit_rate.tolist() == [0.1, 0.0] and out.loan_rate.tolist() == [0.0, 0.5]
+    assert out.dividend.tolist() == [100_000_000, 5]
+    assert out.notes.tolist() == ["rates clipped to range; dividend clipped to own funds", "rates clipped to range"]
+    ok = _batch(deposit_rate=[0.002, 0.0], loan_rate=[0.01, 0.5]).validated(world, scenario)
+    assert ok.notes.tolist() == ["", ""]
+
+
+def test_merge_writes_currency_units_as_cents(scenario: Scenario, world: World) -> None:
+    batch = _batch()
+    batch.merge(world, 1, BankDecision(deposit_rate=0.002, loan_rate=0.01, dividend=12.34), scenario)
+    assert batch.dividend.tolist() == [0, 1234]
+    assert batch.deposit_rate[1] == 0.002 and batch.loan_rate[1] == 0.01
+    assert batch.as_dict(1) == {"deposit_rate": 0.002, "loan_rate": 0.01, "dividend": 12.34}
+    assert BankBatch.takes_effect == "this_round"
+
+
+def test_loans_stop_at_the_leverage_limit_and_price_leverage(scenario: Scenario, world: World) -> None:
+    p = config(scenario)  # max_leverage 2, loan_spread 0.01
+    value = world.f_capital * world.capital_price * world.price_index
+    limit = np.floor(2 * value).astype(np.int64)
+    request = np.array([10**12, 1_000_000, 0, -5])
+    grant = grant_loans(world, request, _batch(), scenario)
+    assert grant.tolist() == [limit[0], 1_000_000, 0, 0]
+    assert world.f_loan_rate == pytest.approx(0.005 + p.loan_spread * grant / np.maximum(value, 1.0))
+
+
+def test_a_bank_short_of_capital_rations_pro_rata(build: Build) -> None:
+    sc, world, _ = build()
+    world.balance_of("bank")[0] = 800_000  # bank 0 may lend 800k / 0.08 = 10m in all
+    grant = grant_loans(world, np.array([10_000_000, 3_000_000, 10_000_000, 3_000_000]), _batch(), sc)
+    assert grant.tolist() == [5_000_000, 3_000_000, 5_000_000, 3_000_000]  # firms 0 and 2 bank at bank 0
+    paid_out = _batch(dividend=[400_000, 0])  # what it pays out this round is not capital
+    world.balance_of("bank")[0] = 800_000
+    assert grant_loans(world, np.array([10_000_000, 0, 10_000_000, 0]), paid_out, sc).tolist()[::2] == [
+        2_500_000,
+        2_500_000,
+    ]
