@@ -85,13 +85,15 @@ def _cpu_seconds() -> float:
 
 def concurrency(base_url: str, latency: float, workers: int, rounds: int = 6) -> None:
     sets = _sets(base_url, *LLM_ROUND, f"rounds={rounds}", f"llm.workers={workers}")
-    with Runner(tokenomy.load_scenario("baseline", sets)) as sim:
+    with Runner(tokenomy.load_scenario("baseline", sets)) as runner:
+        runner.attach_llm()
+        sim, loop = runner.sim, runner.event_loop()  # the phases by hand, on the runner's event loop
         times, decide, cpu = [], [], []
         for _ in range(rounds):
             t0 = time.perf_counter()
             sim.observe()
             t1, c1 = time.perf_counter(), _cpu_seconds()
-            sim.decide()
+            sim.decide(loop)
             t2, c2 = time.perf_counter(), _cpu_seconds()
             sim.clear()
             sim.settle()
@@ -123,12 +125,14 @@ def throughput(base_url: str, workers: int, rounds: int = 4) -> None:
         f"rounds={rounds}",
         f"llm.workers={workers}",
     )
-    with Runner(tokenomy.load_scenario("baseline", sets)) as sim:
+    with Runner(tokenomy.load_scenario("baseline", sets)) as runner:
+        runner.attach_llm()
+        sim, loop = runner.sim, runner.event_loop()
         rates = []
         for _ in range(rounds):
             sim.observe()
             t0 = time.perf_counter()
-            sim.decide()
+            sim.decide(loop)
             rates.append(len(sim.outcome.llm_records) / (time.perf_counter() - t0))
             sim.clear()
             sim.settle()

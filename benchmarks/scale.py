@@ -26,6 +26,7 @@ CHILD = r"""
 import json, resource, sys, time, tempfile
 import tokenomy, tokenomy.rounds  # imports outside the timed region
 from tokenomy.runner import Runner
+from tokenomy.simulation import Simulation
 n, rounds, extra = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
 sets = [f"households={n}", "firms=100", "banks=5", f"rounds={rounds}", *extra]
 sc = tokenomy.load_scenario("baseline", sets)
@@ -37,7 +38,7 @@ with tempfile.TemporaryDirectory() as d:
     sim.run(d + "/run")
     t_full = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in __import__("pathlib").Path(d).rglob("*") if p.is_file())
-bare = Runner(sc)
+bare = Simulation(sc)
 t0 = time.perf_counter()
 for _ in range(rounds):
     bare.step()
