@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
 
-__all__ = ["Batch", "DecisionModel", "ExampleAnswer", "MarketView", "Role", "expect", "note"]
+__all__ = ["Batch", "DecisionModel", "ExampleAnswer", "MarketView", "Role", "expect", "note", "obs_number"]
 
 D = TypeVar("D", bound=BaseModel)
 
@@ -51,6 +51,13 @@ class MarketView:
     unemployment: float
     mean_wage: float  # cents per round, over employed households
     rail_fees: tuple[float, ...]
+
+
+def obs_number(obs: Mapping[str, Any], key: str, default: float = 0.0) -> float:
+    """A numeric field of an observation as a stand-in model reads it (``example_answers``):
+    absent or junk gives ``default``, so the fake server never crashes on what it is sent."""
+    v = obs.get(key, default)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
 
 
 def expect(decision: BaseModel, kind: type[D]) -> D:

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
+from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note, obs_number
 from tokenomy.market import production
 from tokenomy.scenario import Automation, Bank, Firm, Production, Scenario
 from tokenomy.world import World
@@ -430,22 +430,18 @@ def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scena
 
 
 # -- what a stand-in model answers (the fake OpenAI-compatible server; tokenomy.testing) -----------
-def _num(obs: dict[str, Any], key: str, default: float = 0.0) -> float:
-    v = obs.get(key, default)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
-
 
 def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
-    price = max(_num(obs, "price", 1.0), 0.01)
-    if _num(obs, "unmet_demand_last_round") > 0:
+    price = max(obs_number(obs, "price", 1.0), 0.01)
+    if obs_number(obs, "unmet_demand_last_round") > 0:
         price *= 1.005
-    elif _num(obs, "inventory") > 0.2 * _num(obs, "sold_last_round"):
+    elif obs_number(obs, "inventory") > 0.2 * obs_number(obs, "sold_last_round"):
         price *= 0.995
-    workers = max(int(_num(obs, "workers")), 0)
+    workers = max(int(obs_number(obs, "workers")), 0)
     return {
         "price": round(max(price, 0.01), 4),
-        "wage_offer": round(max(_num(obs, "wage_offer"), 0.0), 2),
-        "target_workers": workers + (1 if _num(obs, "unfilled_vacancies") > 0 else 0),
+        "wage_offer": round(max(obs_number(obs, "wage_offer"), 0.0), 2),
+        "target_workers": workers + (1 if obs_number(obs, "unfilled_vacancies") > 0 else 0),
         "investment_budget": 0.0,
         "dividend": 0.0,
         "loan_request": 0.0,

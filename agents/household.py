@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
+from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note, obs_number
 from tokenomy.market.rails import RAIL_NAMES, Rail, net_of_fee
 from tokenomy.scenario import Household, Rails, Scenario
 from tokenomy.world import World
@@ -376,16 +376,12 @@ class Households:
 
 
 # -- what a stand-in model answers (the fake OpenAI-compatible server; tokenomy.testing) -----------
-def _num(obs: dict[str, Any], key: str, default: float = 0.0) -> float:
-    """A numeric observation field, tolerating absence or junk so the fake never crashes on input."""
-    v = obs.get(key, default)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
-
 
 def _wanted_consumption(obs: dict[str, Any]) -> float:
     """Spend most of income plus a little wealth, at least subsistence while money lasts."""
-    bal = max(_num(obs, "balance"), 0.0)
-    want = 0.85 * max(_num(obs, "net_income_last_round"), 0.0) + 0.01 * (bal + max(_num(obs, "token_wealth"), 0.0))
+    bal = max(obs_number(obs, "balance"), 0.0)
+    income, tokens = max(obs_number(obs, "net_income_last_round"), 0.0), max(obs_number(obs, "token_wealth"), 0.0)
+    want = 0.85 * income + 0.01 * (bal + tokens)
     return min(bal, max(want, 600.0))
 
 
@@ -396,9 +392,10 @@ def _observed_rail(obs: dict[str, Any]) -> str:
 
 
 def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
-    bal = max(_num(obs, "balance"), 0.0)
+    bal = max(obs_number(obs, "balance"), 0.0)
     budget = bal if persona == "spendthrift" else _wanted_consumption(obs) * (0.5 if persona == "frugal" else 1.0)
-    reservation = _num(obs, "wage") if obs.get("employed") else 0.95 * max(_num(obs, "reservation_wage"), 0.0)
+    unemployed_ask = 0.95 * max(obs_number(obs, "reservation_wage"), 0.0)
+    reservation = obs_number(obs, "wage") if obs.get("employed") else unemployed_ask
     return {
         "consumption_budget": round(budget, 2),
         "reservation_wage": round(reservation, 2),
@@ -412,7 +409,7 @@ def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
 
 
 def example_share_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
-    bal = max(_num(obs, "balance"), 0.0)
+    bal = max(obs_number(obs, "balance"), 0.0)
     share = _wanted_consumption(obs) / bal if bal > 0 else 0.0
     share = 1.0 if persona == "spendthrift" else share * (0.5 if persona == "frugal" else 1.0)
     return {

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
+from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note, obs_number
 from tokenomy.scenario import Network, Scenario
 from tokenomy.world import World
 
@@ -98,16 +98,12 @@ class Networks:
         return NetworkBatch(np.array([card, world.chain_fee]), bal.copy(), np.array(["", ""], dtype=object))
 
 
-def _num(obs: dict[str, Any], key: str) -> float:
-    v = obs.get(key, 0.0)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
-
 
 def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
     """What the fake OpenAI-compatible server (tokenomy.testing) answers for an operator."""
-    fee = min(max(_num(obs, "fee_rate"), 0.0), 0.2)
+    fee = min(max(obs_number(obs, "fee_rate"), 0.0), 0.2)
     if "fee_cap" in obs:
-        fee = min(fee, max(_num(obs, "fee_cap"), 0.0))
+        fee = min(fee, max(obs_number(obs, "fee_cap"), 0.0))
     return {"fee_rate": fee, "dividend": 0.0, "rationale": "fake rule-based policy: keep the fee"}
 
 

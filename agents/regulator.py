@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
-from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
+from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note, obs_number
 from tokenomy.scenario import Regulator as RegulatorConfig
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
@@ -124,18 +124,15 @@ class Regulator:
 
 
 def _unit(obs: dict[str, Any], key: str) -> float:
-    v = obs.get(key, 0.0)
-    x = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
-    return min(max(x, 0.0), 1.0)
+    return min(max(obs_number(obs, key), 0.0), 1.0)
 
 
 def example_answer(obs: dict[str, Any], persona: str) -> dict[str, Any]:
     """What the fake OpenAI-compatible server (tokenomy.testing) answers for the regulator."""
-    ubi = obs.get("ubi", 0.0)
     return {
         "income_tax": _unit(obs, "income_tax"),
         "robot_tax": _unit(obs, "robot_tax"),
-        "ubi": max(float(ubi), 0.0) if isinstance(ubi, int | float) and not isinstance(ubi, bool) else 0.0,
+        "ubi": max(obs_number(obs, "ubi"), 0.0),
         "card_fee_cap": _unit(obs, "card_fee_cap"),
         "spending": 0.0,
         "rationale": "fake rule-based policy: keep the instruments",
