@@ -178,7 +178,11 @@ class Runner:
                 self.llm.decider.cache.close()
                 self.llm.decider.cache = None
         if recorder is not None:
-            recorder.close("finished", **self._usage_extra())
+            last = None  # what resume restores, and the hash it checks; relative, so the run can move
+            if self.last_state is not None and self.last_state["snapshot"] is not None:
+                rel = Path(self.last_state["snapshot"]).relative_to(recorder.path)
+                last = {"path": str(rel), "sha256": self.last_state["snapshot_sha256"]}
+            recorder.close("finished", last_snapshot=last, **self._usage_extra())
             return recorder.path
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -224,6 +225,9 @@ def test_open_run_tables_and_market_graph(tmp_path: Path) -> None:
     assert {"round", "agent_id", "role", "policy", "decision_json", "rationale", "fallback_reason"} <= set(dec.columns)
     assert set(dec["role"]) == {"household", "firm", "bank", "network", "regulator"}
     assert run.manifest["scenario"]["households"] == 150 and run.manifest["seed"] == sc.seed
+    last = run.manifest["last_snapshot"]  # what resume will restore, and the hash it will check
+    assert last["path"] == "snapshots/round-000011.snap"
+    assert hashlib.sha256((run.path / last["path"]).read_bytes()).hexdigest() == last["sha256"]
     assert "numpy" in run.manifest["versions"]
 
 
