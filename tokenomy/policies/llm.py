@@ -235,10 +235,12 @@ class LLMDecider:
             assert self.method is not None
             for i, o in zip(todo, await self._send(self.method, [requests[i] for i in todo]), strict=True):
                 outs[i] = o
+        answered = [o for o in outs if o is not None]
+        assert len(answered) == len(outs), "every request is settled: from the cache, the model, or a fallback"
         for i in sent:
-            self._settle(keys[i], outs[i], requests[i])  # type: ignore[arg-type]
+            self._settle(keys[i], answered[i], requests[i])
         self._pending_usd = 0.0
-        return outs  # type: ignore[return-value]
+        return answered
 
     async def _probe(self, r: Request) -> CallOutcome:
         """Try each structured-output method on one request until one gives a valid answer.
