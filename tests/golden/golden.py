@@ -28,6 +28,8 @@ HERE = Path(__file__).parent
 HASHES = HERE / "hashes.json"
 TABLES = ("metrics", "payments", "trades", "decisions")
 RULE_SETS = ["households=1000", "rounds=60", "seed=1"]
+# Written out rather than taken from tests/llm/llm_helpers.py: a golden recipe must not move when
+# another test's helper does.
 LLM_SETS = [
     "households=40",
     "firms=3",
