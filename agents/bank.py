@@ -1,12 +1,15 @@
 """Banks: take deposits, pay deposit interest, lend to firms against a rule, charge interest.
 
-Households' deposits are their ledger balances, held at the bank ``h_bank`` names; a bank's own
-balance is its own funds. A loan *creates* money (issued into the borrower's account) and its
-repayment *destroys* it, which is where the ledger's ``issued`` and ``destroyed`` come from.
+Households' and firms' deposits are their ledger balances, owed by the bank ``h_bank`` (or
+``f_loan_bank``) names. A bank holds no money of its own: a loan *creates* money (issued into the
+borrower's account) and its repayment *destroys* it; what a bank is paid extinguishes deposits and
+what it pays creates them. Its own funds are its net worth, ``World.b_equity``, booked from those
+flows and charged with its loan losses (``tokenomy.accounts``).
 
 Rule-based lending: a firm may borrow up to ``max_leverage`` times the value of its capital, at
-``loan_rate + loan_spread * leverage``; a bank lends while its own funds stay above
-``capital_ratio`` of its loans, rationing requests pro rata when they exceed what it may lend.
+``loan_rate + loan_spread * leverage``; a bank lends while its net worth stays above
+``capital_ratio`` of its loans (a capital-adequacy ratio, Basel-style), rationing requests pro rata
+when they exceed what it may lend, and pays dividends only out of net worth above that requirement.
 """
 
 from __future__ import annotations
@@ -68,9 +71,8 @@ class BankBatch(Batch):
         dr = np.clip(np.nan_to_num(self.deposit_rate), 0.0, 0.1)
         lr = np.clip(np.nan_to_num(self.loan_rate), 0.0, 0.5)
         note(notes, (dr != self.deposit_rate) | (lr != self.loan_rate), "rates clipped to range")
-        own = world.balance_of("bank")
-        div = np.clip(self.dividend, 0, own)
-        note(notes, div < self.dividend, "dividend clipped to own funds")
+        div = np.clip(self.dividend, 0, _free_equity(world, scenario))
+        note(notes, div < self.dividend, "dividend clipped to net worth above the capital requirement")
         return BankBatch(dr, lr, div, notes)
 
 
@@ -79,8 +81,18 @@ def _bank_loans(world: World) -> NDArray[np.int64]:
 
 
 def _deposits(world: World) -> NDArray[np.int64]:
+    """Deposits each bank owes (households' and firms')."""
     n_banks = world.layout.count("bank")
-    return np.bincount(world.h_bank, weights=world.household_balance(), minlength=n_banks).astype(np.int64)
+    hh = np.bincount(world.h_bank, weights=world.household_balance(), minlength=n_banks)
+    firms = np.bincount(world.f_loan_bank, weights=world.firm_balance(), minlength=n_banks)
+    return (hh + firms).astype(np.int64)
+
+
+def _free_equity(world: World, scenario: Scenario) -> NDArray[np.int64]:
+    """Net worth above the capital requirement on the loan book: what a bank may pay out, cents."""
+    required = np.ceil(config(scenario).capital_ratio * _bank_loans(world))
+    free: NDArray[np.int64] = np.maximum(world.b_equity - required, 0).astype(np.int64)
+    return free
 
 
 class Banks:
@@ -91,7 +103,7 @@ class Banks:
     def observe(self, world: World, view: MarketView, i: int) -> BankObservation:
         return BankObservation(
             round=view.round,
-            own_funds=float(world.balance_of("bank")[i]) / 100,
+            own_funds=float(world.b_equity[i]) / 100,
             deposits=float(_deposits(world)[i]) / 100,
             loans=float(_bank_loans(world)[i]) / 100,
             depositors=int((world.h_bank == i).sum()),
@@ -103,10 +115,8 @@ class Banks:
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> BankBatch:
         p = config(scenario)
         b = world.layout.count("bank")
-        own = world.balance_of("bank").astype(np.float64)
         interest_due = p.deposit_rate * _deposits(world)
-        keep = p.capital_ratio * _bank_loans(world) + interest_due
-        div = np.floor(p.payout_ratio * np.maximum(own - keep, 0.0)).astype(np.int64)
+        div = np.floor(p.payout_ratio * np.maximum(_free_equity(world, scenario) - interest_due, 0.0)).astype(np.int64)
         return BankBatch(np.full(b, p.deposit_rate), np.full(b, p.loan_rate), div, np.full(b, "", dtype=object))
 
 
@@ -116,7 +126,7 @@ def grant_loans(world: World, request: NDArray[np.int64], banks: BankBatch, scen
     cap_value = world.f_capital * world.capital_price * world.price_index
     headroom = np.maximum(np.floor(p.max_leverage * cap_value) - world.f_loan, 0).astype(np.int64)
     want = np.minimum(np.maximum(request, 0), headroom)
-    own = world.balance_of("bank") - banks.dividend
+    own = world.b_equity - banks.dividend
     capacity = np.maximum(np.floor(own / p.capital_ratio) - _bank_loans(world), 0).astype(np.int64)
     grant = np.zeros_like(want)
     for b in range(world.layout.count("bank")):  # a handful of banks: the loop is over banks, not firms

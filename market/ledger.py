@@ -5,6 +5,14 @@ another by the same amount, so it cannot change the money supply; only :meth:`Le
 :meth:`Ledger.destroy` can, and they are counted. :meth:`Ledger.close_round` checks
 ``money_supply == previous + issued - destroyed`` and raises :class:`ConservationError` otherwise.
 
+Some accounts may be *money issuers* (``issuer[i]``): banks, whose liabilities are the deposits
+everybody else holds. A bank does not hold money of its own: what it receives (loan interest, a
+fee) extinguishes the payer's deposit, and what it pays (deposit interest, a dividend) creates the
+payee's. So its balance is not money (``money_supply`` leaves it out) but the running total of its
+receipts less its payments, which may go negative; and a transfer between an issuer and anyone
+else is counted as destruction or issuance, so the conservation check still holds to the cent.
+Who books the bank's equity for those flows is the caller's business (``tokenomy.accounts``).
+
 Transfers are posted in batches (vectors of payer, payee, amount): one batch of 100,000 payments
 is a handful of numpy calls. A batch is all-or-nothing: if any payer would end below its floor the
 whole batch is refused with :class:`InsufficientFunds`, naming the first offending account. Callers
@@ -55,6 +63,7 @@ class Ledger:
 
     balance: NDArray[np.int64]
     floor: NDArray[np.int64]
+    issuer: NDArray[np.bool_] | None = None  # money issuers (banks); None = nobody
     issued: int = 0
     destroyed: int = 0
     opening_supply: int = 0
@@ -71,7 +80,21 @@ class Ledger:
 
     @property
     def money_supply(self) -> int:
-        return int(self.balance.sum())
+        """Money held outside the issuers (every balance, when there are none), cents."""
+        if self.issuer is None:
+            return int(self.balance.sum())
+        return int(self.balance[~self.issuer].sum())
+
+    def set_issuers(self, accounts: ArrayLike) -> None:
+        """Make ``accounts`` money issuers: their balances leave the money supply, they may run
+        their balance below zero (their solvency is their equity, booked elsewhere), and their
+        transfers to and from others are issuance and destruction."""
+        acc = np.asarray(accounts, dtype=np.int64).ravel()
+        mask = np.zeros(self.balance.size, dtype=bool)
+        mask[acc] = True
+        self.issuer = mask
+        self.floor[acc] = np.iinfo(np.int64).min // 4
+        self.opening_supply = self.money_supply
 
     # -- postings -------------------------------------------------------------------------------
     def transfer(
@@ -103,6 +126,10 @@ class Ledger:
         self.require_funds(kind, p, a)
         self.balance -= np.bincount(p, weights=a, minlength=n).astype(np.int64)
         self.balance += np.bincount(q, weights=a, minlength=n).astype(np.int64)
+        if self.issuer is not None:
+            from_issuer, to_issuer = self.issuer[p], self.issuer[q]
+            self.issued += int(a[from_issuer & ~to_issuer].sum())
+            self.destroyed += int(a[to_issuer & ~from_issuer].sum())
         keep = a > 0
         self.postings.append(
             Posting(

@@ -78,9 +78,12 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
     ledger.balance[:n] = h_bal
     firms = layout.block("firm")
     ledger.balance[firms.start : firms.stop] = np.floor(ini.firm_cash_rounds * L * wage0).astype(np.int64)
-    banks = layout.block("bank")
-    ledger.balance[banks.start : banks.stop] = int(ini.bank_capital * 100)
-    ledger.opening_supply = ledger.money_supply
+    # banks hold no money: they owe the deposits. Their own funds are a net-worth register; the
+    # opening money (and the reserves behind the banks' capital) is backed by the state's debt to
+    # the central bank, so every cent has a counterpart from round 0 (tokenomy.accounts).
+    ledger.set_issuers(layout.accounts("bank"))
+    b_equity = np.full(nb, round(ini.bank_capital * 100), dtype=np.int64)
+    cb_advances = ledger.money_supply + int(b_equity.sum())
 
     # tokens: one per agent of every issuing role, in layout order; held by a few households
     issuers = [spec for spec in registry.roles() if spec.issues is not None]
@@ -148,6 +151,8 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         f_loan=np.zeros(m, dtype=np.int64),
         f_loan_bank=(np.arange(m) % nb).astype(np.int64),
         f_loan_rate=np.full(m, bank_config(s).loan_rate),
+        b_equity=b_equity,
+        cb_advances=cb_advances,
         t_issuer=t_issuer.astype(np.int64),
         t_kind=t_kind.astype(np.int64),
         t_price=t_price,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from tokenomy import accounts, registry
 from tokenomy.agents.base import MarketView
 from tokenomy.market import production
 from tokenomy.market.clearing import Purchases
@@ -91,6 +92,17 @@ class RoundData:
         w = self.world
         return w.household_balance() + w.household_token_wealth()
 
+    @cached_property
+    def balance_sheet(self) -> NDArray[np.int64]:
+        return accounts.balance_sheet(self.world)
+
+    @cached_property
+    def flows(self) -> tuple[tuple[str, ...], NDArray[np.int64]]:
+        o = self.outcome
+        assert o.opening_balance is not None, "metrics are taken from a settled round"
+        kinds = registry.payment_kinds()
+        return accounts.flow_matrix(self.world, o.postings, kinds, o.opening_balance, o.opening_reserves)
+
     @property
     def _output(self) -> NDArray[np.float64]:
         assert self.outcome.output is not None
@@ -137,6 +149,14 @@ def potential_output(d: RoundData) -> float:
     return units * d.price_index / 100
 
 
+def sfc_residual(d: RoundData) -> int:
+    """The largest row or column sum of the balance-sheet and transactions-flow matrices, cents."""
+    m, (_, f) = d.balance_sheet, d.flows
+    fin = m[:-1]  # instrument rows (net worth is each column's balance, not an instrument)
+    sums = [np.abs(fin.sum(axis=1)), np.abs(m.sum(axis=0)), np.abs(f.sum(axis=1)), np.abs(f.sum(axis=0))]
+    return int(max(int(x.max()) for x in sums))
+
+
 def household_income(d: RoundData) -> NDArray[np.int64]:
     return d._income("wages") + d._income("dividends") + d._income("interest") + d._income("ubi")
 
@@ -174,6 +194,14 @@ METRICS: dict[str, Metric] = {
     "card_fee": lambda d: float(min(d.world.card_fee, d.world.card_fee_cap)),
     "hires": lambda d: d.outcome.hired,
     "separations": lambda d: d.outcome.fired,
+    # every cent has a counterpart (tokenomy.accounts): both must be 0 in every round
+    "money_without_counterpart_cents": lambda d: accounts.money_without_counterpart(d.world),
+    "sfc_residual_cents": lambda d: sfc_residual(d),
+    "bank_equity": lambda d: float(d.world.b_equity.sum()) / 100,
+    "cb_advances": lambda d: d.world.cb_advances / 100,
+    "loan_losses": lambda d: d.outcome.written_off / 100,
+    "defaults": lambda d: int(d.outcome.defaulted.sum()) if d.outcome.defaulted is not None else 0,
+    "bank_resolutions": lambda d: sum(e["kind"] == "bank_resolution" for e in d.outcome.events),
 }
 
 LLM_ROLE_METRICS = (

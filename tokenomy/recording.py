@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from tokenomy import registry
+from tokenomy import accounts, registry
 from tokenomy.agents.base import MarketView
 from tokenomy.metrics import Metric, round_metrics
 from tokenomy.outcome import RoundOutcome
@@ -90,6 +90,9 @@ class Recorder:
         level = self.scenario.record.payments
         self.writer.append("payments", payments_frame(o.round, o.postings, w.layout, level))
         self.writer.append("decisions", self._decisions(w, o))
+        if o.events:
+            self.writer.append("events", pd.DataFrame(o.events))
+        self.writer.append("accounts", self._accounts(w, o))
         self.rounds_written += 1
         return row
 
@@ -101,6 +104,27 @@ class Recorder:
             name = self.writer.snapshot(r, data)
             return Snapshot(r, self.path / "snapshots" / name, hashlib.sha256(data).hexdigest())
         return None
+
+    def _accounts(self, w: World, o: RoundOutcome) -> pd.DataFrame:
+        """Both sector matrices of the round in long format (zero cells left out)."""
+        assert o.opening_balance is not None
+        kinds = registry.payment_kinds()
+        names, flows = accounts.flow_matrix(w, o.postings, kinds, o.opening_balance, o.opening_reserves)
+        parts = []
+        for kind, rows, m in (("balance", accounts.BALANCE_ROWS, accounts.balance_sheet(w)), ("flow", names, flows)):
+            r, c = np.nonzero(m)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "round": o.round,
+                        "matrix": kind,
+                        "row": np.asarray(rows, dtype=object)[r],
+                        "sector": np.asarray(accounts.SECTORS, dtype=object)[c],
+                        "cents": m[r, c],
+                    }
+                )
+            )
+        return pd.concat(parts, ignore_index=True)
 
     def _decisions(self, w: World, o: RoundOutcome) -> pd.DataFrame:
         """One row per LLM call (with rationale, fallback reason, usage), and rule-based rows for the

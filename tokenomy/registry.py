@@ -201,7 +201,10 @@ for _kind in (
     PaymentKind("loan_interest", description="firms pay their bank"),
     PaymentKind("loan_repayment", description="principal repaid: money destroyed"),
     PaymentKind("loan", description="new credit: money issued"),
-    PaymentKind("ubi", description="the state pays every household (or issues it, money-financed)"),
+    PaymentKind("ubi", description="the state pays every household"),
+    PaymentKind("cb_advance", description="the central bank lends the state: money issued, owed by the state"),
+    PaymentKind("recapitalisation", description="the state restores an insolvent bank's capital"),
+    PaymentKind("bail_in", description="depositors' deposits converted into an insolvent bank's capital"),
 ):
     register_payment_kind(_kind)
 

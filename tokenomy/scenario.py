@@ -149,6 +149,11 @@ class Bank(RoleConfig):
     max_leverage: float = Field(2.0, ge=0, description="debt a firm may carry per unit of its capital value")
     amortization: float = Field(0.02, ge=0, le=1, description="share of principal repaid per round")
     payout_ratio: float = Field(0.5, ge=0, le=1, description="share of excess own funds paid as dividends")
+    resolution: Literal["state", "bail_in"] = Field(
+        "state",
+        description="a bank whose net worth falls below zero is recapitalised to its capital requirement"
+        " by the state, or by converting its depositors' deposits (bail-in)",
+    )
 
 
 class Network(RoleConfig):

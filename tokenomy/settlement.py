@@ -14,13 +14,15 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from tokenomy import registry
+from tokenomy import accounts, registry
 from tokenomy.agents.bank import BankBatch
-from tokenomy.agents.firm import FirmBatch, debt_service, robot_tax_due
+from tokenomy.agents.bank import config as bank_config
+from tokenomy.agents.firm import FirmBatch, robot_tax_due
 from tokenomy.agents.firm import config as firm_config
 from tokenomy.agents.household import HouseholdBatch
 from tokenomy.agents.network import NetworkBatch
 from tokenomy.market import rails
+from tokenomy.market.clearing import pro_rata
 from tokenomy.market.ledger import Ledger
 from tokenomy.market.rails import Rail
 from tokenomy.outcome import RoundOutcome
@@ -29,6 +31,7 @@ from tokenomy.world import World
 
 __all__ = [
     "STEPS",
+    "advance_to_state",
     "pay_deposit_interest",
     "pay_dividends",
     "pay_over_rails",
@@ -105,42 +108,57 @@ def pay_deposit_interest(world: World, rate: NDArray[np.float64], balance: NDArr
     return gross
 
 
-def service_debt(world: World, interest: NDArray[np.int64], repay: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Firms pay loan interest to their bank and repay principal (destroyed).
+def service_debt(
+    world: World, interest: NDArray[np.int64], principal: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Firms pay loan interest to their bank and repay principal (destroyed), from their deposits.
 
-    A firm that cannot pay in full pays what it can, interest first, and the rest of its loan is
-    written off: the bank loses the asset, no money moves. Returns the principal written off.
+    A firm that cannot pay in full pays what it has, interest first (Caiani et al. 2016: partial
+    default); only the principal it could not repay is written off, charged to its bank's net
+    worth; the rest of the loan stays owed. Returns (principal written off, defaulted) per firm.
     """
     ledger, lay = world.ledger, world.layout
     firms = lay.accounts("firm")
     cash = ledger.spendable(firms)
     pay_int = np.minimum(interest, cash)
-    pay_rep = np.minimum(repay, cash - pay_int)
+    pay_rep = np.minimum(principal, cash - pay_int)
     ledger.transfer("loan_interest", firms, lay.accounts("bank")[world.f_loan_bank], pay_int)
     ledger.destroy("loan_repayment", firms, pay_rep)
-    world.f_loan = world.f_loan - pay_rep
-    default = (pay_int < interest) | (pay_rep < repay)
-    written_off = np.where(default, world.f_loan, 0)
-    world.f_loan = np.where(default, 0, world.f_loan)
-    return written_off
+    defaulted = (pay_int < interest) | (pay_rep < principal)
+    written_off = (principal - pay_rep).astype(np.int64)
+    world.f_loan = world.f_loan - pay_rep - written_off
+    accounts.charge_loss(world, world.f_loan_bank, written_off)
+    return written_off, defaulted
 
 
 def pay_ubi(world: World, ubi_cents: int) -> NDArray[np.int64]:
-    """UBI to every household: issued (money-financed) or paid from the state's balance, pro rata if short."""
+    """UBI to every household from the state's balance, pro rata if short.
+
+    Money-financed UBI is first advanced to the state by the central bank (issued against the
+    state's debt, ``World.cb_advances``), so the new money has a counterpart.
+    """
     n = world.n_households
     if ubi_cents <= 0:
         return np.zeros(n, dtype=np.int64)
     households = world.layout.accounts("household")
-    if world.ubi_money_financed:
-        amount = np.full(n, ubi_cents, dtype=np.int64)
-        world.ledger.issue("ubi", households, amount)
-        return amount
     state = world.layout.first("regulator")
+    if world.ubi_money_financed:
+        need = ubi_cents * n - int(world.ledger.spendable(np.array([state]))[0])
+        if need > 0:
+            advance_to_state(world, need)
     can = int(world.ledger.spendable(np.array([state]))[0])
     each = min(ubi_cents, can // n)
     amount = np.full(n, each, dtype=np.int64)
     world.ledger.transfer("ubi", state, households, amount)
     return amount
+
+
+def advance_to_state(world: World, amount: int) -> None:
+    """The central bank lends the state ``amount`` cents: new money, owed by the state."""
+    if amount <= 0:
+        return
+    world.ledger.issue("cb_advance", world.layout.first("regulator"), amount)
+    world.cb_advances += int(amount)
 
 
 def pay_over_rails(
@@ -161,16 +179,35 @@ def pay_over_rails(
 
 
 # -- the steps of a round's settlement ------------------------------------------------------------
-def debt_and_credit(w: World, o: RoundOutcome, s: Scenario) -> None:
-    """Debt service and robot tax first (reserved in ``fit_to_funds``), then new loans (issued)."""
-    firms = w.layout.accounts("firm")
-    due = debt_service(w, s)
-    interest = np.floor(w.f_loan * w.f_loan_rate).astype(np.int64)
-    o.written_off = int(service_debt(w, interest, due - interest).sum())
-    w.ledger.transfer("robot_tax", firms, w.layout.first("regulator"), robot_tax_due(w, s))
+def credit(w: World, o: RoundOutcome, s: Scenario) -> None:
+    """New loans first (Caiani et al. 2016): issued into the borrowers' deposits, booked as loans."""
     assert o.grant is not None, "clear before settle"
-    w.ledger.issue("loan", firms, o.grant)
+    o.opening_loans = w.f_loan.copy()  # what is serviced this round; a new loan pays from the next
+    w.ledger.issue("loan", w.layout.accounts("firm"), o.grant)
     w.f_loan = w.f_loan + o.grant
+
+
+def debt(w: World, o: RoundOutcome, s: Scenario) -> None:
+    """Debt service after sales, then the robot tax, each from what the firm has."""
+    firms = w.layout.accounts("firm")
+    owed = o.opening_loans if o.opening_loans is not None else w.f_loan
+    interest = np.floor(owed * w.f_loan_rate).astype(np.int64)
+    principal = np.minimum(np.ceil(owed * bank_config(s).amortization), owed).astype(np.int64)
+    written_off, o.defaulted = service_debt(w, interest, principal)
+    o.written_off = int(written_off.sum())
+    lay = w.layout
+    for f in np.flatnonzero(written_off):
+        o.events.append(
+            {
+                "kind": "loan_default",
+                "agent": lay.name_of(int(firms[f])),
+                "counterparty": lay.name_of(lay.first("bank") + int(w.f_loan_bank[f])),
+                "amount": int(written_off[f]),
+                "detail": "unpaid principal written off, charged to the bank's net worth",
+            }
+        )
+    tax = np.minimum(robot_tax_due(w, s), w.ledger.spendable(firms))
+    w.ledger.transfer("robot_tax", firms, w.layout.first("regulator"), tax)
 
 
 def wages(w: World, o: RoundOutcome, s: Scenario) -> None:
@@ -229,7 +266,10 @@ def capital_income_and_transfers(w: World, o: RoundOutcome, s: Scenario) -> None
     fm, bk = o.batch("firm", FirmBatch), o.batch("bank", BankBatch)
     nw = o.batch("network", NetworkBatch)
     assert o.opening_deposits is not None
-    declared = {"firm": fm.dividend, "bank": bk.dividend, "network": nw.dividend}
+    firm_div = np.minimum(fm.dividend, w.ledger.spendable(w.layout.accounts("firm")))
+    if o.defaulted is not None:
+        firm_div = np.where(o.defaulted, 0, firm_div)  # never by a firm in default
+    declared = {"firm": firm_div, "bank": bk.dividend, "network": nw.dividend}
     per_token = [  # in token order: issuing roles in registration order
         declared.get(spec.name, np.zeros(w.layout.count(spec.name), np.int64))
         for spec in registry.roles()
@@ -256,7 +296,69 @@ def stocks(w: World, o: RoundOutcome, s: Scenario) -> None:
     )
 
 
-STEPS: tuple[Step, ...] = (debt_and_credit, wages, purchases, token_trades, capital_income_and_transfers, stocks)
+def bank_books(w: World, o: RoundOutcome, s: Scenario) -> None:
+    """Book the round's payments to and from banks into their net worth; resolve any bank whose
+    net worth fell below zero by the scenario's rule (``roles.bank.resolution``), as an event.
+
+    ``state``: the state recapitalises it to its capital requirement (borrowing from the central
+    bank what it lacks). ``bail_in``: its depositors' deposits are converted, pro rata, into the
+    same amount of capital (as far as they reach; the state covers any rest).
+    """
+    accounts.book_bank_flows(w, w.ledger.postings)
+    booked = len(w.ledger.postings)
+    p = bank_config(s)
+    lay = w.layout
+    loans = np.bincount(w.f_loan_bank, weights=w.f_loan, minlength=w.b_equity.size)
+    need = np.where(w.b_equity < 0, np.ceil(p.capital_ratio * loans) - w.b_equity, 0).astype(np.int64)
+    state = lay.first("regulator")
+    for b in np.flatnonzero(need > 0):
+        bank_acct, amount = lay.first("bank") + int(b), int(need[b])
+        covered = 0
+        if p.resolution == "bail_in":
+            covered = _bail_in(w, int(b), amount)
+            o.events.append(_resolution_event(lay.name_of(bank_acct), covered, "bail_in", "depositors"))
+        rest = amount - covered
+        if rest > 0:
+            advance_to_state(w, rest - int(w.ledger.spendable(np.array([state]))[0]))
+            w.ledger.transfer("recapitalisation", state, bank_acct, rest)
+            o.events.append(_resolution_event(lay.name_of(bank_acct), rest, "state", "state"))
+    accounts.book_bank_flows(w, w.ledger.postings[booked:])
+
+
+def _bail_in(w: World, bank: int, amount: int) -> int:
+    """Convert up to ``amount`` of the deposits held at ``bank`` into its capital, pro rata; returns the amount."""
+    lay = w.layout
+    holders = np.concatenate([lay.accounts("household")[w.h_bank == bank], lay.accounts("firm")[w.f_loan_bank == bank]])
+    bal = w.ledger.spendable(holders)
+    total = int(bal.sum())
+    if total <= 0:
+        return 0
+    take = pro_rata(min(amount, total), bal.astype(np.float64))
+    take = np.minimum(take, bal)
+    w.ledger.transfer("bail_in", holders, lay.first("bank") + bank, take)
+    return int(take.sum())
+
+
+def _resolution_event(bank: str, amount: int, rule: str, by: str) -> dict[str, object]:
+    return {
+        "kind": "bank_resolution",
+        "agent": bank,
+        "counterparty": by,
+        "amount": amount,
+        "detail": f"net worth below zero: {rule}",
+    }
+
+
+STEPS: tuple[Step, ...] = (
+    credit,
+    wages,
+    purchases,
+    token_trades,
+    debt,
+    capital_income_and_transfers,
+    bank_books,
+    stocks,
+)
 
 
 def settle(w: World, o: RoundOutcome, s: Scenario) -> None:
@@ -265,10 +367,14 @@ def settle(w: World, o: RoundOutcome, s: Scenario) -> None:
     Raises :class:`~tokenomy.market.ledger.ConservationError` if money appeared or vanished.
     """
     o.opening_deposits = w.household_balance().copy()
+    o.opening_balance = w.ledger.balance.copy()
+    o.opening_reserves = accounts.reserves(w)
     for step in STEPS:
         step(w, o, s)
     o.postings = list(w.ledger.postings)
     rent = registry.rent_kinds()
     o.rent = sum(int(x.amount.sum()) for x in o.postings if x.kind in rent)
     o.taxes = sum(int(x.amount.sum()) for x in o.postings if x.kind in ("income_tax", "robot_tax"))
+    for e in o.events:
+        e.setdefault("round", o.round)
     o.issued, o.destroyed = w.ledger.close_round(w.round)

@@ -7,6 +7,8 @@ Layout::
     trades.parquet       token auction results, one row per token and round
     payments.parquet     the round's payments aggregated per payer->payee edge, kind and rail
     decisions.parquet    decisions of firms, banks, operators, the regulator and a household sample
+    events.parquet       loan defaults, bank resolutions: one row per event
+    accounts.parquet     the balance-sheet and transactions-flow matrices per round (long format)
     snapshots/round-NNNNNN.snap   compressed world state at the end of a round
 
 Tables stream into ``<name>.parquet.tmp`` through a ``ParquetWriter`` (constant memory however
@@ -41,7 +43,7 @@ from tokenomy.world import Layout, World
 
 __all__ = ["Run", "RunDirError", "RunWriter", "open_run", "write_atomic"]
 
-TABLES = ("metrics", "trades", "payments", "decisions")
+TABLES = ("metrics", "trades", "payments", "decisions", "events", "accounts")
 _PACKAGES = ("tokenomy", "numpy", "pandas", "pyarrow", "pydantic", "networkx", "langgraph", "langchain-openai")
 
 
@@ -196,6 +198,26 @@ class Run:
     @cached_property
     def decisions(self) -> pd.DataFrame:
         return self._table("decisions")
+
+    @cached_property
+    def events(self) -> pd.DataFrame:
+        return self._table("events")
+
+    @cached_property
+    def accounts(self) -> pd.DataFrame:
+        """Both sector matrices, long: round, matrix (``balance`` | ``flow``), row, sector, cents."""
+        return self._table("accounts")
+
+    def matrix(self, round_no: int, kind: str = "balance") -> pd.DataFrame:
+        """One round's balance-sheet (``balance``) or transactions-flow (``flow``) matrix, rows by
+        sectors, cents, with the row and column sums (each zero when the books are sound)."""
+        a = self.accounts
+        a = a[(a["round"] == round_no) & (a["matrix"] == kind)]
+        m = a.pivot_table(index="row", columns="sector", values="cents", aggfunc="sum", sort=False).fillna(0)
+        m = m.astype("int64")
+        m["sum"] = m.sum(axis=1)
+        m.loc["sum"] = m.sum(axis=0)
+        return m
 
     def snapshot_rounds(self) -> list[int]:
         return sorted(int(p.stem.split("-")[1]) for p in (self.path / "snapshots").glob("round-*.snap"))

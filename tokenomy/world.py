@@ -30,7 +30,7 @@ from tokenomy.market.ledger import Ledger
 
 __all__ = ["Block", "Layout", "World"]
 
-_MAGIC = b"TKNWORLD2"
+_MAGIC = b"TKNWORLD3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +154,10 @@ class World:
     f_loan: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # principal, cents
     f_loan_bank: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
     f_loan_rate: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    # banks and the central bank (tokenomy.accounts): net worth registers, the state's debt
+    b_equity: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # per bank, cents
+    cb_advances: int = 0  # the state's debt to the central bank, cents
+    cb_equity: int = 0  # the central bank's net worth, cents
     # tokens
     t_issuer: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # issuer's account, ascending
     t_kind: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # index into the asset registry
@@ -252,6 +256,9 @@ class World:
         out["layout"] = self.layout.to_json()
         out["balance"] = self.ledger.balance
         out["floor"] = self.ledger.floor
+        out["issuer"] = (
+            self.ledger.issuer if self.ledger.issuer is not None else np.zeros(self.ledger.balance.size, dtype=bool)
+        )
         out["opening_supply"] = self.ledger.opening_supply
         out["rng_state"] = json.dumps(self.rng_state)
         out |= {f"extra.{k}": v for k, v in self.extra.items()}
@@ -262,6 +269,7 @@ class World:
         ledger = Ledger(
             balance=np.array(snap["balance"], dtype=np.int64),
             floor=np.array(snap["floor"], dtype=np.int64),
+            issuer=np.array(snap["issuer"], dtype=bool) if "issuer" in snap else None,
             opening_supply=int(snap["opening_supply"]),
         )
         kwargs: dict[str, Any] = {}

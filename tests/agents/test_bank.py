@@ -25,7 +25,9 @@ def _batch(**fields: list[float] | list[int]) -> BankBatch:
 
 
 def _deposits(world: World) -> NDArray[np.float64]:
-    return np.bincount(world.h_bank, weights=world.household_balance(), minlength=2)
+    """What each bank owes: its households' and its firms' deposits."""
+    hh = np.bincount(world.h_bank, weights=world.household_balance(), minlength=2)
+    return hh + np.bincount(world.f_loan_bank, weights=world.firm_balance(), minlength=2)
 
 
 def test_rule_rates_are_the_scenarios_and_dividends_keep_capital_and_interest(
@@ -35,8 +37,9 @@ def test_rule_rates_are_the_scenarios_and_dividends_keep_capital_and_interest(
     world.f_loan[:] = [500_000_000, 0, 0, 0]  # firm 0 borrows from bank 0 (firms 0 and 2 bank there)
     batch = Banks().heuristic(world, view, scenario, np.random.default_rng(0))
     assert batch.deposit_rate.tolist() == [p.deposit_rate] * 2 and batch.loan_rate.tolist() == [p.loan_rate] * 2
-    keep = np.array([0.08 * 500_000_000, 0.0]) + 0.001 * _deposits(world)
-    assert batch.dividend.tolist() == np.floor(0.5 * (100_000_000 - keep)).astype(np.int64).tolist()
+    free = world.b_equity - np.array([0.08 * 500_000_000, 0.0])  # net worth above the capital requirement
+    keep = 0.001 * _deposits(world)  # and this round's deposit interest
+    assert batch.dividend.tolist() == np.floor(0.5 * (free - keep)).astype(np.int64).tolist()
 
 
 def test_no_dividend_when_own_funds_are_below_what_must_be_kept(
@@ -50,7 +53,10 @@ def test_validation_clips_rates_to_range_and_dividends_to_own_funds(scenario: Sc
     out = _batch(deposit_rate=[0.5, -0.1], loan_rate=[np.nan, 0.7], dividend=[10**12, 5]).validated(world, scenario)
     assert out.deposit_rate.tolist() == [0.1, 0.0] and out.loan_rate.tolist() == [0.0, 0.5]
     assert out.dividend.tolist() == [100_000_000, 5]
-    assert out.notes.tolist() == ["rates clipped to range; dividend clipped to own funds", "rates clipped to range"]
+    assert out.notes.tolist() == [
+        "rates clipped to range; dividend clipped to net worth above the capital requirement",
+        "rates clipped to range",
+    ]
     ok = _batch(deposit_rate=[0.002, 0.0], loan_rate=[0.01, 0.5]).validated(world, scenario)
     assert ok.notes.tolist() == ["", ""]
 
@@ -76,11 +82,11 @@ def test_loans_stop_at_the_leverage_limit_and_price_leverage(scenario: Scenario,
 
 def test_a_bank_short_of_capital_rations_pro_rata(build: Build) -> None:
     sc, world, _ = build()
-    world.balance_of("bank")[0] = 800_000  # bank 0 may lend 800k / 0.08 = 10m in all
+    world.b_equity[0] = 800_000  # net worth: bank 0 may lend 800k / 0.08 = 10m in all
     grant = grant_loans(world, np.array([10_000_000, 3_000_000, 10_000_000, 3_000_000]), _batch(), sc)
     assert grant.tolist() == [5_000_000, 3_000_000, 5_000_000, 3_000_000]  # firms 0 and 2 bank at bank 0
     paid_out = _batch(dividend=[400_000, 0])  # what it pays out this round is not capital
-    world.balance_of("bank")[0] = 800_000
+    world.b_equity[0] = 800_000
     assert grant_loans(world, np.array([10_000_000, 0, 10_000_000, 0]), paid_out, sc).tolist()[::2] == [
         2_500_000,
         2_500_000,

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 import tokenomy
+from tokenomy import accounts
 from tokenomy.agents.firm import FirmObservation
 from tokenomy.market.ledger import ConservationError
+from tokenomy.outcome import RoundOutcome
 from tokenomy.registry import payment_kinds
 from tokenomy.runner import Runner
 from tokenomy.scenario import bundled_scenarios, load_scenario
@@ -47,7 +49,10 @@ def test_every_bundled_scenario_conserves_money_every_round(bundled_runs: dict[s
         np.testing.assert_array_equal(supply[1:], supply[:-1] + flows[1:], err_msg=name)
         # and the snapshot's balances agree with the recorded supply
         world = run.world(sc.rounds - 1)
-        assert int(world.ledger.balance.sum()) == int(supply[-1]), name
+        assert int(world.ledger.money_supply) == int(supply[-1]), name
+        # every cent has a counterpart, and both sector matrices balance, in every round
+        assert (m["money_without_counterpart_cents"] == 0).all(), name
+        assert (m["sfc_residual_cents"] == 0).all(), name
 
 
 @pytest.mark.slow  # every bundled scenario at full size
@@ -130,8 +135,23 @@ def test_tokens_are_conserved_and_holdings_never_negative() -> None:
     assert traded > 0, "no token traded: the auction path went untested"
 
 
-def test_no_account_ever_below_its_floor_and_loans_match_issuance() -> None:
+def test_no_account_ever_below_its_floor_and_money_moves_only_with_an_instrument() -> None:
+    """Money is issued by new loans and by what banks pay; destroyed by repayments and what banks
+    are paid; the loan register moves by loans, repayments and write-offs; and nothing else."""
     sim = Simulation(load_scenario("automation_shock", SMALL))
+    banks = sim.world.layout.block("bank")
+
+    def is_bank(a: np.ndarray) -> np.ndarray:
+        return (a >= banks.start) & (a < banks.stop)
+
+    def bank_side(o: RoundOutcome, paid: bool) -> int:
+        """Cents banks paid to (or were paid by) everyone else, over transfers."""
+        total = 0
+        for p in o.postings:
+            bank, other = (p.payer, p.payee) if paid else (p.payee, p.payer)
+            total += int(p.amount[is_bank(bank) & ~is_bank(other) & (other >= 0)].sum())
+        return total
+
     for _ in range(12):
         before = sim.world.f_loan.sum()
         o = sim.step()
@@ -139,17 +159,30 @@ def test_no_account_ever_below_its_floor_and_loans_match_issuance() -> None:
         assert (w.ledger.balance >= w.ledger.floor).all()
         loans_made = sum(int(p.amount.sum()) for p in o.postings if p.kind == "loan")
         repaid = sum(int(p.amount.sum()) for p in o.postings if p.kind == "loan_repayment")
-        assert o.issued == loans_made  # no UBI in this scenario: credit is the only issuance
-        assert o.destroyed == repaid
+        assert o.issued == loans_made + bank_side(o, paid=True)  # no UBI here: credit and banks' payments
+        assert o.destroyed == repaid + bank_side(o, paid=False)
         assert w.f_loan.sum() == before + loans_made - repaid - o.written_off
+        assert accounts.money_without_counterpart(w) == 0
 
 
-def test_money_financed_ubi_is_explicit_issuance(tmp_path: Path) -> None:
-    sc = load_scenario("baseline", [*SMALL, "roles.regulator.ubi=100", 'roles.regulator.ubi_financing="money"'])
-    m = tokenomy.open_run(Runner(sc).run(tmp_path / "ubi")).metrics
-    assert (m["ubi_paid"] == 100 * sc.households).all()
-    assert (m["issued_cents"] >= 100 * 100 * sc.households).all()
+def test_money_financed_ubi_is_advanced_by_the_central_bank(tmp_path: Path) -> None:
+    # UBI beyond what taxes bring in: the state must borrow from the central bank
+    sc = load_scenario("baseline", [*SMALL, "roles.regulator.ubi=1000", 'roles.regulator.ubi_financing="money"'])
+    run = tokenomy.open_run(Runner(sc).run(tmp_path / "ubi"))
+    m = run.metrics
+    assert (m["ubi_paid"] == 1000 * sc.households).all()
     assert (m["income_ubi"] == m["ubi_paid"]).all()
+    advanced = run.payments[run.payments["kind"] == "cb_advance"].groupby("round")["amount"].sum()
+    assert advanced.sum() > 0, "the state never needed the central bank: the test went untested"
+    opening = load_world_advances(sc)
+    # the state's debt to the central bank is what it was advanced, and every new cent is owed
+    np.testing.assert_allclose(m["cb_advances"].iloc[-1], opening / 100 + advanced.sum())
+    assert (m["money_without_counterpart_cents"] == 0).all()
+
+
+def load_world_advances(sc: tokenomy.Scenario) -> int:
+    """The opening debt of the state to the central bank (what backs round 0's money)."""
+    return int(Simulation(sc).world.cb_advances)
 
 
 def test_tax_financed_ubi_never_issues_money(tmp_path: Path) -> None:

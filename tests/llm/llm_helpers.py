@@ -50,5 +50,6 @@ def assert_conserved(r: tokenomy.Run) -> None:
     m = r.metrics
     supply = m["money_supply_cents"].to_numpy()
     np.testing.assert_array_equal(supply[1:], supply[:-1] + (m["issued_cents"] - m["destroyed_cents"]).to_numpy()[1:])
-    assert int(r.world(int(m["round"].iloc[-1])).ledger.balance.sum()) == int(supply[-1])
+    assert int(r.world(int(m["round"].iloc[-1])).ledger.money_supply) == int(supply[-1])
+    assert (m["money_without_counterpart_cents"] == 0).all() and (m["sfc_residual_cents"] == 0).all()
     assert r.manifest["status"] == "finished"

@@ -1,0 +1,1 @@
+"""``tokenomy validate``: exact checks, accounting identities and stylized facts over seeds."""
