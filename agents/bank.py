@@ -9,7 +9,8 @@ flows and charged with its loan losses (``tokenomy.accounts``).
 Rule-based lending: a firm may borrow up to ``max_leverage`` times the value of its capital, at
 ``loan_rate + loan_spread * leverage``; a bank lends while its net worth stays above
 ``capital_ratio`` of its loans (a capital-adequacy ratio, Basel-style), rationing requests pro rata
-when they exceed what it may lend, and pays dividends only out of net worth above that requirement.
+when they exceed what it may lend, and pays ``payout_ratio`` of last round's profit as dividends
+(Caiani et al. 2016), never more than its net worth above that requirement.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tokenomy.market.clearing import pro_rata
 from tokenomy.scenario import Bank, Scenario
 from tokenomy.world import World
 
-__all__ = ["BankBatch", "BankDecision", "BankObservation", "Banks", "config", "grant_loans"]
+__all__ = ["BankBatch", "BankDecision", "BankObservation", "Banks", "config", "grant_loans", "rates"]
 
 
 def config(scenario: Scenario) -> Bank:
@@ -115,9 +116,19 @@ class Banks:
     def heuristic(self, world: World, view: MarketView, scenario: Scenario, rng: np.random.Generator) -> BankBatch:
         p = config(scenario)
         b = world.layout.count("bank")
-        interest_due = p.deposit_rate * _deposits(world)
-        div = np.floor(p.payout_ratio * np.maximum(_free_equity(world, scenario) - interest_due, 0.0)).astype(np.int64)
-        return BankBatch(np.full(b, p.deposit_rate), np.full(b, p.loan_rate), div, np.full(b, "", dtype=object))
+        deposit_rate, loan_rate = rates(world.policy_rate, p)
+        div = np.minimum(np.floor(p.payout_ratio * np.maximum(world.b_profit, 0)), _free_equity(world, scenario))
+        notes = np.full(b, "", dtype=object)
+        return BankBatch(np.full(b, deposit_rate), np.full(b, loan_rate), div.astype(np.int64), notes)
+
+
+def rates(policy_rate: float, p: Bank) -> tuple[float, float]:
+    """(deposit rate, base loan rate) per round: the annual policy rate over 12 (a round is a month),
+    less a markdown and plus a markup (``rates = "policy"``), or the scenario's fixed rates."""
+    if p.rates == "fixed":
+        return p.deposit_rate, p.loan_rate
+    monthly = policy_rate / 12
+    return max(monthly - p.deposit_markdown, 0.0), monthly + p.loan_markup
 
 
 def grant_loans(world: World, request: NDArray[np.int64], banks: BankBatch, scenario: Scenario) -> NDArray[np.int64]:

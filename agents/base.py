@@ -82,7 +82,7 @@ class Batch:
         """Agent ``i``'s decision as plain values (money in currency units)."""
         out: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]  # every Batch subclass is a dataclass
-            if f.name == "notes":
+            if f.name == "notes" or getattr(self, f.name) is None:  # an optional column left unset
                 continue
             v = getattr(self, f.name)[i]
             v = v.item() if hasattr(v, "item") else v

@@ -3,21 +3,27 @@ borrow, pay dividends and sometimes issue new tokens.
 
 Rule-based policy, vectorised over firms:
 
-* **Price or quantity** (Delli Gatti et al. 2011; Assenza et al. 2015): a firm that sold out
-  raises its price if it is below the market mean or could not fill its vacancies (it is
-  capacity-bound), else plans to sell more (by the unmet demand,
-  at most a random ``eta_output`` share of sales); one with unsold stock cuts its price if above
-  the mean, else plans to sell less by a random ``eta_output`` share. A price never sits below
-  marginal cost at the cheaper margin (labour or capital).
+* **Price or quantity** (Delli Gatti et al. 2011; Assenza et al. 2015), as published: a firm that
+  sold out raises its price if it is below the market mean, else plans to sell more (by the unmet
+  demand, at most a random ``eta_output`` share of sales); one with unsold stock cuts its price if
+  above the mean, else plans to sell less by a random ``eta_output`` share. A price never sits
+  below unit cost (with constant returns to scale, the marginal cost at the cheaper margin).
+* **Output**: with ``production = "planned"`` a firm produces its planned output (expected sales
+  plus the buffer-stock target, less stock) up to what its workforce and capital can make
+  (capacity utilisation); with ``"capacity"`` (the default) all they can make.
 * **Inputs** (Korinek & Suh): capital per worker is the cost-minimising ratio at the firm's wage
-  and the user cost of capital ``capital_price * price_index * (depreciation + loan_rate)``. The
-  firm closes ``automation.adjustment`` of the gap to the desired capital stock each round by buying
-  goods as capital; with the capital it has, it hires the least labour that meets planned output.
-* **Wages** rise when vacancies went unfilled and fall otherwise; unemployment (relative to
-  ``unemployment_norm``) damps the rises and deepens the cuts, so the Phillips curve slopes down.
-* **Cash**: dividends are ``payout_ratio`` of cash beyond this round's needs and a buffer of
-  ``cash_buffer_rounds`` wage bills; a shortfall is asked of the bank, and if equity issuance is
-  on, also offered as new tokens.
+  and the user cost of capital ``capital_price * price_index * (depreciation + its loan rate)``.
+  The firm closes ``automation.adjustment`` of the gap to the capital its expected sales need each
+  round by buying goods as capital; with the capital it has, it hires the least labour that meets
+  planned output.
+* **Wages** rise when vacancies went unfilled and fall otherwise, damped and deepened by
+  unemployment (``wage_rule = "vacancies"``), or move with the vacancy/unemployment ratio,
+  symmetrically (``"tightness"``); never below ``min_wage``. Either way wage inflation falls as
+  unemployment rises (the Phillips curve).
+* **Cash**: dividends are ``payout_ratio`` of the cash beyond this round's needs and a buffer of
+  ``cash_buffer_rounds`` wage bills, paid only while the firm's leverage is at most
+  ``leverage_target`` (a firm in debt retains its earnings); a shortfall is asked of the bank,
+  and if equity issuance is on, also offered as new tokens.
 """
 
 from __future__ import annotations
@@ -116,9 +122,12 @@ class FirmBatch(Batch):
     loan_request: NDArray[np.int64]  # cents
     issue_shares: NDArray[np.int64]
     notes: NDArray[np.object_]
+    planned_output: NDArray[np.float64] | None = None  # units; None or negative: all it can make
 
     def merge(self, world: World, i: int, decision: BaseModel, scenario: Scenario) -> None:
         d = expect(decision, FirmDecision)
+        if self.planned_output is not None:
+            self.planned_output[i] = -1.0  # an LLM firm chooses its workforce; it makes what that can
         self.price[i] = d.price * 100
         self.wage_offer[i] = d.wage_offer * 100
         self.target_workers[i] = d.target_workers
@@ -137,6 +146,9 @@ class FirmBatch(Batch):
         bad_wage = ~np.isfinite(batch.wage_offer) | (batch.wage_offer < 0)
         note(notes, bad_wage, "wage must be non-negative: kept last wage")
         wage = np.where(bad_wage, world.f_wage, batch.wage_offer)
+        floor = p.min_wage * 100
+        note(notes, wage < floor, "wage raised to the minimum wage")
+        wage = np.maximum(wage, floor)
         target = np.clip(batch.target_workers, 0, world.n_households)
         cap = np.floor(p.max_issue_share * world.t_outstanding[world.tokens_of("firm")]).astype(np.int64)
         issue = np.clip(batch.issue_shares, 0, cap) if p.equity_issuance else np.zeros_like(cap)
@@ -150,6 +162,7 @@ class FirmBatch(Batch):
             np.maximum(batch.loan_request, 0),
             issue,
             notes,
+            batch.planned_output,
         )
 
     def apply(self, world: World) -> None:
@@ -157,10 +170,12 @@ class FirmBatch(Batch):
         world.f_price, world.f_wage = self.price.copy(), self.wage_offer.copy()
 
 
-def capital_user_cost(world: World, scenario: Scenario) -> float:
-    """Cents per unit of capital per round: what a unit costs to hold (wear plus interest)."""
+def capital_user_cost(world: World, scenario: Scenario) -> NDArray[np.float64]:
+    """Cents per unit of capital per round, per firm: what a unit costs to hold, wear plus the
+    interest rate the firm actually pays (so monetary policy reaches the choice of inputs)."""
     a = scenario.automation
-    return world.capital_price * world.price_index * (a.depreciation + _bank(scenario).loan_rate)
+    cost: NDArray[np.float64] = world.capital_price * world.price_index * (a.depreciation + world.f_loan_rate)
+    return cost
 
 
 def debt_service(world: World, scenario: Scenario) -> NDArray[np.int64]:
@@ -183,23 +198,21 @@ class PriceOrQuantity:
 
 
 def price_or_quantity(world: World, view: MarketView) -> PriceOrQuantity:
-    """Delli Gatti et al. (2011), Assenza et al. (2015): a firm that sold out raises its price if
-    it is below the market mean or could not fill its vacancies (it is capacity-bound), else plans
-    to sell more; one with unsold stock cuts its price if above the mean, else plans to sell less.
-
-    A capacity-bound firm (sold out and short of workers) cannot sell more, so only its price can
-    clear the market. A firm that sold exactly what it made moves neither.
+    """Delli Gatti et al. (2011), Assenza et al. (2015), as published: a firm that sold out raises
+    its price if it is below the market mean, else plans to sell more; one with unsold stock cuts
+    its price if above the mean, else plans to sell less. A firm that sold exactly what it made
+    moves neither. (Unfilled vacancies are a labour-market signal, for wages: :func:`wage_offer`.)
     """
     price = world.f_price
     sold_out = world.f_unmet > 1e-9
     unsold = ~sold_out & (world.f_inventory > 1e-9)
-    raise_price = sold_out & ((price < view.mean_price) | (world.f_unfilled > 0))
+    raise_price = sold_out & (price < view.mean_price)
     cut_price = unsold & (price > view.mean_price)
     return PriceOrQuantity(raise_price, cut_price, sold_out & ~raise_price, unsold & ~cut_price)
 
 
 def unit_cost(
-    world: World, prod: Production, workforce: NDArray[np.float64], capital_cost: float
+    world: World, prod: Production, workforce: NDArray[np.float64], capital_cost: NDArray[np.float64]
 ) -> NDArray[np.float64]:
     """Marginal cost at the cheaper margin (more labour or more capital), cents per unit.
 
@@ -233,22 +246,28 @@ class OutputPlan:
 def output_plan(world: World, p: Firm, moves: PriceOrQuantity, rng: np.random.Generator) -> OutputPlan:
     """Price or quantity, the quantity side (Assenza et al. 2015): a firm that expands plans to sell
     more by the unmet demand, at most a random ``eta_output`` share of its sales; one that shrinks
-    plans to sell less by a random ``eta_output`` share. Planned output tops stock up to
-    ``inventory_target`` of expected sales.
+    plans to sell less by a random ``eta_output`` share; one that moves its price keeps last
+    round's expectation (as published: the firm adjusts one margin at a time); one that moves
+    neither expects what it sold. Planned output tops stock up to ``inventory_target`` of expected
+    sales.
 
-    The step is bounded: adding the whole unmet demand lets large buyers' leftover budgets feed
-    back into capacity and explode.
+    Keeping the expectation on a price move matters once output follows the plan: expecting
+    last round's sales there instead turned every price cut into a cut in output too, a downward
+    bias that emptied the economy in a few dozen rounds. The step is bounded: adding the whole
+    unmet demand lets large buyers' leftover budgets feed back into capacity and explode.
     """
     uq = rng.random(world.n_firms) * p.eta_output
     sales = world.f_sales
     step = np.where(moves.expand, np.minimum(world.f_unmet, uq * sales), 0.0)
+    price_move = moves.raise_price | moves.cut_price
     expected = np.where(moves.shrink, sales * (1 - uq), sales + step)
+    expected = np.where(price_move, world.f_expected, expected)
     planned = np.maximum(expected * (1 + p.inventory_target) - world.f_inventory, 0.0)
     return OutputPlan(expected, planned)
 
 
 def desired_inputs(
-    world: World, prod: Production, capital_cost: float, expected: NDArray[np.float64]
+    world: World, prod: Production, capital_cost: NDArray[np.float64], expected: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Inputs (Korinek & Suh): ``(labour, capital)`` that make the ``expected`` sales at least cost.
 
@@ -292,13 +311,31 @@ def hoard_labour(target: NDArray[np.int64], workforce: NDArray[np.float64], p: F
 
 
 def wage_offer(world: World, view: MarketView, p: Firm, rng: np.random.Generator) -> NDArray[np.float64]:
-    """Wages rise (by a random share of at most ``eta_wage``) when vacancies went unfilled and fall
-    otherwise; unemployment relative to ``unemployment_norm`` damps the rises and deepens the cuts,
-    so the Phillips curve slopes down."""
+    """Wages move by a random share of at most ``eta_wage``, never below ``min_wage``, by the
+    scenario's ``wage_rule``:
+
+    * ``vacancies`` (the default; Delli Gatti et al. 2011's rule with the first engine's damping):
+      a firm whose vacancies went unfilled raises its offer, one that filled them cuts it;
+      unemployment relative to ``unemployment_norm`` damps the rises and deepens the cuts.
+    * ``tightness``: every firm moves by ``clip(log2(theta / tightness_norm), -1, 1)``, with
+      ``theta`` last round's vacancies per unemployed worker: symmetric in the vacancy/unemployment
+      ratio. Measured here (600 households, 2 seeds, rounds 100-199) it settles unemployment near
+      30% at ``tightness_norm = 1``: posted vacancies, which include replacements for quits, are a
+      different magnitude from JOLTS openings, so its norm has no published value yet.
+    """
     uw = rng.random(world.n_firms) * p.eta_wage
+    floor = p.min_wage * 100
+    if p.wage_rule == "tightness":
+        unemployed = int((world.h_employer < 0).sum())
+        theta = (float(world.f_vacancies.sum()) + 0.5) / (unemployed + 0.5)
+        pressure = float(np.clip(np.log2(theta / p.tightness_norm), -1.0, 1.0))
+        moved: NDArray[np.float64] = np.maximum(world.f_wage * (1.0 + uw * pressure), floor)
+        return moved
     slack = min(1.0, view.unemployment / p.unemployment_norm)
     wage = world.f_wage
-    return np.where(world.f_unfilled > 0, wage * (1 + uw * (1 - slack)), wage * (1 - uw * (0.5 + 0.5 * slack)))
+    up, down = wage * (1 + uw * (1 - slack)), wage * (1 - uw * (0.5 + 0.5 * slack))
+    out: NDArray[np.float64] = np.maximum(np.where(world.f_unfilled > 0, up, down), floor)
+    return out
 
 
 def fixed_payments(world: World, scenario: Scenario) -> NDArray[np.int64]:
@@ -320,9 +357,16 @@ def loan_request(world: World, need: NDArray[np.float64]) -> NDArray[np.int64]:
 
 def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64]) -> NDArray[np.int64]:
     """Cash: ``payout_ratio`` of the cash beyond this round's ``need`` and a buffer of
-    ``cash_buffer_rounds`` wage bills, cents; nothing when cash is short of that."""
+    ``cash_buffer_rounds`` wage bills, cents, paid only by a firm whose leverage (loans over the
+    value of its capital) is at most ``leverage_target``: a firm in debt retains its earnings
+    (and borrows less), one out of it pays out what it does not need, so money does not pile up
+    idle in firms. Paying a share of profit instead leaked demand here: a shrinking firm's
+    depreciation allowance, retained as cash, was never spent."""
     bal = world.firm_balance().astype(np.float64)
-    return np.floor(p.payout_ratio * np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)).astype(np.int64)
+    spare = np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)
+    capital_value = world.f_capital * world.capital_price * world.price_index
+    ok = world.f_loan <= p.leverage_target * capital_value
+    return np.floor(np.where(ok, p.payout_ratio * spare, 0.0)).astype(np.int64)
 
 
 def share_issue(world: World, p: Firm, loan: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -393,7 +437,9 @@ class Firms:
         loan = loan_request(world, need)
         issue = share_issue(world, p, loan)
         notes = np.full(world.n_firms, "", dtype=object)
-        return FirmBatch(price, wage, target, invest, dividends(world, p, need, wage_bill), loan, issue, notes)
+        div = dividends(world, p, need, wage_bill)
+        world.f_expected = sales.expected.copy()  # the firm's own memory, for a price move next round
+        return FirmBatch(price, wage, target, invest, div, loan, issue, notes, sales.planned.copy())
 
 
 def robot_tax_due(world: World, scenario: Scenario) -> NDArray[np.int64]:
@@ -411,22 +457,23 @@ def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scena
     left.
     """
     room = np.maximum(funds - fixed_payments(world, scenario), 0)
-    wage_bill = (batch.target_workers * batch.wage_offer).astype(np.int64)
     notes = batch.notes
-    fits_wages = np.minimum(wage_bill, room)
-    affordable_workers = np.where(
-        batch.wage_offer > 0, np.floor(fits_wages / np.maximum(batch.wage_offer, 1e-9)), batch.target_workers
-    ).astype(np.int64)
-    target = np.minimum(batch.target_workers, affordable_workers)
+    # the workers whose whole wage (as settlement pays it, floored to the cent) fits in the room:
+    # one division, so a target that fits is never cut by a rounding step
+    each = np.floor(batch.wage_offer)
+    affordable_workers = np.where(each > 0, np.floor(room / np.maximum(each, 1.0)), batch.target_workers)
+    target = np.minimum(batch.target_workers, affordable_workers).astype(np.int64)
     note(notes, target < batch.target_workers, "workforce cut to what the firm can pay")
-    room = room - (target * batch.wage_offer).astype(np.int64)
-    room = np.maximum(room, 0)
+    room = np.maximum(room - (target * each).astype(np.int64), 0)
     invest = np.minimum(batch.investment_budget, room)
     note(notes, invest < batch.investment_budget, "investment cut to funds")
     room = room - invest
     div = np.minimum(batch.dividend, room)
     note(notes, div < batch.dividend, "dividend cut to funds")
-    return FirmBatch(batch.price, batch.wage_offer, target, invest, div, batch.loan_request, batch.issue_shares, notes)
+    return FirmBatch(
+        batch.price, batch.wage_offer, target, invest, div, batch.loan_request, batch.issue_shares, notes,
+        batch.planned_output,
+    )
 
 
 # -- what a stand-in model answers (the fake OpenAI-compatible server; tokenomy.testing) -----------

@@ -1,9 +1,14 @@
 """The state and regulator: income tax, robot tax, UBI, the card-fee cap, public spending.
 
-Rule-based policy: keep the scenario's instruments (UBI from ``ubi_start``), and spend
-``spending_share`` of the surplus beyond next round's UBI on goods, so taxes return to demand
-instead of piling up. Tax-financed UBI pays what the state's balance allows (pro rata when
-short); money-financed UBI is explicit issuance in the ledger.
+Rule-based policy: keep the scenario's instruments (UBI from ``ubi_start``), and buy goods worth
+``gdp_share`` of trend nominal GDP each round (Caiani et al. 2016: spending tied to trend output,
+so it steadies demand instead of following the cycle), as long as last round's deficit after
+transfers stays within ``deficit_limit`` of trend GDP; or, with ``spending_rule = "surplus"``,
+``spending_share`` of the balance beyond next round's UBI. A deficit is advanced by the central
+bank (``deficit_financing = "money"``: explicit debt, ``World.cb_advances``); a balance beyond
+``balance_buffer_rounds`` of spending repays that debt, so the state's balance stays bounded.
+Tax-financed UBI pays what the balance allows (pro rata when short); money-financed UBI is
+advanced by the central bank first.
 """
 
 from __future__ import annotations
@@ -76,8 +81,10 @@ class RegulatorBatch(Batch):
         cap = np.clip(np.nan_to_num(self.card_fee_cap, nan=1.0), 0.0, 1.0)
         ubi = np.maximum(self.ubi, 0)
         bal = int(world.balance_of("regulator")[0])
+        if config(scenario).deficit_financing == "money":  # the central bank advances what it lacks
+            bal = max(bal, int(4 * trend_gdp(world)))
         spend = np.clip(self.spending, 0, bal)
-        note(notes, spend < self.spending, "spending clipped to the state's balance")
+        note(notes, spend < self.spending, "spending clipped to what the state may spend")
         return RegulatorBatch(tax, robot, ubi, cap, spend, notes)
 
     def apply(self, world: World) -> None:
@@ -111,8 +118,15 @@ class Regulator:
         p = config(scenario)
         ubi = round(p.ubi * 100) if view.round >= p.ubi_start else 0
         bal = int(world.balance_of("regulator")[0])
-        reserve = 0 if world.ubi_money_financed else ubi * world.n_households
-        spend = int(p.spending_share * max(bal - reserve, 0))
+        if p.spending_rule == "trend":
+            trend = trend_gdp(world)
+            spend = int(p.gdp_share * trend)
+            if p.deficit_limit is not None:  # a Maastricht-style cap on last round's deficit
+                room = world.state_revenue - world.state_transfers + p.deficit_limit * trend
+                spend = int(max(min(spend, room), 0.0))
+        else:
+            reserve = 0 if world.ubi_money_financed else ubi * world.n_households
+            spend = int(p.spending_share * max(bal - reserve, 0))
         return RegulatorBatch(
             np.array([p.income_tax]),
             np.array([p.robot_tax]),
@@ -121,6 +135,11 @@ class Regulator:
             np.array([spend]),
             np.array([""], dtype=object),
         )
+
+
+def trend_gdp(world: World) -> float:
+    """Nominal GDP on trend, cents per round: trend real output at this round's price level."""
+    return world.output_trend * world.price_index
 
 
 def _unit(obs: dict[str, Any], key: str) -> float:

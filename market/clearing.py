@@ -80,6 +80,8 @@ def goods_market(
     Visits go cheapest first. When a seller's stock is short, every buyer visiting it in that
     pass is served the same fraction (proportional rationing) and carries the rest of its budget
     to its next seller. ``price`` is in cents per unit; amounts are whole cents, never above budget.
+    ``unmet`` is the demand each seller turned away, at every pass: what it saw and could not
+    serve, the signal of the price-or-quantity rule (a buyer turned away twice counts at both).
     """
     n, m = budget.size, price.size
     stock = stock.astype(np.float64).copy()
@@ -104,8 +106,7 @@ def goods_market(
         amount = np.where(fill[f] >= 1.0, remaining[active], np.floor(want * fill[f] * safe_price[f]).astype(np.int64))
         amount = np.minimum(amount, remaining[active])
         qty = amount / safe_price[f]
-        if j == search - 1:
-            unmet += np.bincount(f, weights=want - qty, minlength=m)
+        unmet += np.bincount(f, weights=want - qty, minlength=m)
         stock = np.maximum(stock - np.bincount(f, weights=qty, minlength=m), 0.0)
         remaining[active] -= amount
         sold = amount > 0

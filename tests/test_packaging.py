@@ -29,5 +29,7 @@ def test_package_data_globs_match_files() -> None:
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     dirs = cfg["package-dir"]
     for pkg, globs in cfg["package-data"].items():
+        head = max((p for p in dirs if pkg == p or pkg.startswith(p + ".")), key=len)  # a subpackage's folder
+        folder = ROOT / dirs[head] / Path(*pkg[len(head) :].strip(".").split(".")) if pkg != head else ROOT / dirs[pkg]
         for pattern in globs:
-            assert list((ROOT / dirs[pkg]).glob(pattern)), f"{pkg}: {pattern} matches nothing"
+            assert list(folder.glob(pattern)), f"{pkg}: {pattern} matches nothing"

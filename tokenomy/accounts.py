@@ -17,7 +17,7 @@ A bank's net worth is its own register (``World.b_equity``), booked from what it
 (:func:`book_bank_flows`) and from its losses (:func:`charge_loss`); the central bank's is
 ``World.cb_equity``. Then money has a counterpart exactly when::
 
-    money (deposits)  ==  loans + advances - banks' net worth + central bank's net worth
+    money (deposits)  ==  loans + advances - banks' net worth - central bank's net worth
 
 :func:`money_without_counterpart` is the difference, 0 in every round of a sound economy: a
 payment that bypasses settlement, or a loan written off with no bank charged for it, moves it.
@@ -41,6 +41,8 @@ __all__ = [
     "SECTORS",
     "Stocks",
     "balance_sheet",
+    "bank_deposits",
+    "bank_reserves",
     "book_bank_flows",
     "charge_loss",
     "flow_matrix",
@@ -53,7 +55,14 @@ __all__ = [
 # The sectors of the matrices. Registered roles map to one each (rail operators are "other
 # financial firms"; a role beyond the built-ins counts as a firm unless it is listed here).
 SECTORS = ("households", "firms", "banks", "rails", "state", "central_bank")
-_ROLE_SECTOR = {"household": "households", "firm": "firms", "bank": "banks", "network": "rails", "regulator": "state"}
+_ROLE_SECTOR = {
+    "household": "households",
+    "firm": "firms",
+    "bank": "banks",
+    "network": "rails",
+    "regulator": "state",
+    "central_bank": "central_bank",
+}
 
 
 def sector_of(world: World, account: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -78,7 +87,7 @@ class Stocks:
 
     @property
     def unbacked(self) -> int:
-        return self.money - (self.loans + self.advances - self.bank_equity + self.cb_equity)
+        return self.money - (self.loans + self.advances - self.bank_equity - self.cb_equity)
 
 
 def stocks(world: World) -> Stocks:
@@ -97,13 +106,15 @@ def money_without_counterpart(world: World) -> int:
 
 
 def book_bank_flows(world: World, postings: list[Posting]) -> NDArray[np.int64]:
-    """Book every payment a bank received or made into its net worth; returns the change per bank.
+    """Book every payment a bank (or the central bank) received or made into its net worth;
+    returns the change per bank.
 
     Interest, fees and recapitalisations received raise it; deposit interest and dividends paid
-    lower it. Issuance and destruction (new loans, repayments) are not income: they change the
-    loan register and the deposits together. Call once per round, after settlement's postings.
+    lower it. Issuance and destruction (new loans, repayments, advances) are not income: they
+    change an instrument and the deposits together. Call once per posting, after settlement's.
     """
     bank = world.layout.block("bank")
+    cb = world.layout.first("central_bank") if "central_bank" in world.layout.roles else -2
     delta = np.zeros(bank.count, dtype=np.int64)
     for p in postings:
         if p.amount.size == 0 or (p.payer < 0).any() or (p.payee < 0).any():
@@ -112,8 +123,30 @@ def book_bank_flows(world: World, postings: list[Posting]) -> NDArray[np.int64]:
         out = (p.payer >= bank.start) & (p.payer < bank.stop)
         delta += np.bincount(p.payee[into] - bank.start, weights=p.amount[into], minlength=bank.count).astype(np.int64)
         delta -= np.bincount(p.payer[out] - bank.start, weights=p.amount[out], minlength=bank.count).astype(np.int64)
+        world.cb_equity += int(p.amount[p.payee == cb].sum()) - int(p.amount[p.payer == cb].sum())
     world.b_equity = world.b_equity + delta
     return delta
+
+
+def bank_deposits(world: World) -> NDArray[np.int64]:
+    """The deposits each bank owes: its households' and firms' (everyone else's but the state's
+    banks with the first bank)."""
+    lay, bal = world.layout, world.ledger.balance
+    nb = lay.count("bank")
+    out = np.bincount(world.h_bank, weights=world.household_balance(), minlength=nb)
+    out += np.bincount(world.f_loan_bank, weights=world.firm_balance(), minlength=nb)
+    holders = _holders(world)
+    others = holders[~np.isin(lay.role_of(holders), ["household", "firm", "regulator"])]
+    out[0] += float(bal[others].sum())
+    return out.astype(np.int64)
+
+
+def bank_reserves(world: World) -> NDArray[np.int64]:
+    """Each bank's implied reserves (negative: it borrows them): net worth plus the deposits it
+    owes, less its loans. They sum to :func:`reserves`."""
+    loans = np.bincount(world.f_loan_bank, weights=world.f_loan, minlength=world.b_equity.size).astype(np.int64)
+    res: NDArray[np.int64] = world.b_equity + bank_deposits(world) - loans
+    return res
 
 
 def charge_loss(world: World, bank: NDArray[np.int64], amount: NDArray[np.int64]) -> None:

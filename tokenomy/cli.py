@@ -1,4 +1,5 @@
-"""The ``tokenomy`` command line: run a scenario, list the bundled ones.
+"""The ``tokenomy`` command line: run a scenario, validate one against the literature, list the
+bundled ones, check an LLM endpoint.
 
 Errors a user can fix (a bad scenario, a bad ``--set``, an unusable output directory) print one
 message and exit with code 2; no traceback.
@@ -271,6 +272,109 @@ def llm_check(
     console.print(t)
     if not ok:
         raise typer.Exit(1)
+
+
+@app.command("validate")
+def validate_command(
+    scenario: Annotated[
+        str, typer.Argument(help="bundled scenario name (see `tokenomy scenarios`) or path to a TOML file")
+    ] = "baseline",
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="run seeds 1..N")] = 5,
+    rounds: Annotated[int, typer.Option("--rounds", "-n", min=1, help="rounds per seed")] = 300,
+    burn_in: Annotated[
+        int, typer.Option("--burn-in", min=0, help="rounds before the stylized facts' window (0-based rounds >= this)")
+    ] = 100,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, help="worker processes (default: one per core; 1: this one)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="output directory (default: runs/validate-<scenario>-<time>)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="override a field: --set households=2000")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="smaller exact checks (2,000 agents, tolerance 0.02; the test suite's)")
+    ] = False,
+    deviations: Annotated[
+        Path | None, typer.Option("--deviations", help="deviations file (default: the committed one)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Check a scenario against the literature: exact results, accounting identities and stylized
+    facts, measured over seeds.
+
+    Each seed is a full `tokenomy run`, recorded under --out/seed-<n> with record.payments="role",
+    record.household_decisions=0 and record.snapshot_every=50 (full recording more than doubles the
+    time; --set record.<field>=... overrides). Writes validation.json, validation.md and figures/.
+    Exits 0 when every check passes or is a committed deviation, 1 otherwise, 2 on bad input.
+    """
+    from tokenomy.policies.llm import LLMConfigError
+    from tokenomy.policies.prompts import PromptError
+    from tokenomy.store import RunDirError
+    from tokenomy.validation.run import RECORD_OVERRIDES, DeviationsError, ProgressEvent, default_jobs, validate
+
+    try:
+        sc = load_scenario(scenario, [*RECORD_OVERRIDES, *(set_ or [])], rounds=rounds)
+    except ScenarioError as exc:
+        _fail(str(exc))
+        return
+    if burn_in >= sc.rounds:
+        _fail(f"--burn-in {burn_in} leaves no rounds to measure: it must be below --rounds ({sc.rounds})")
+    if out is None:
+        out = Path("runs") / f"validate-{sc.name}-{datetime.now():%Y%m%d-%H%M%S-%f}"
+    n_jobs = jobs if jobs is not None else default_jobs()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    ) as bar:
+        rounds_task = bar.add_task(f"{sc.name}, {seeds} seeds", total=seeds * sc.rounds, unit="seed-rounds")
+        exact_task = bar.add_task("exact checks", total=1, unit="")
+        seen: dict[int, int] = {}
+
+        def on_progress(e: ProgressEvent) -> None:
+            if e.kind == "exact":
+                bar.update(exact_task, completed=1)
+                return
+            assert e.seed is not None
+            done = seen.get(e.seed, 0)  # a finished seed fills its rounds: their reports may still be queued
+            step = min(1 if e.kind == "round" else sc.rounds, sc.rounds - done)
+            seen[e.seed] = done + step
+            bar.advance(rounds_task, step)
+
+        try:
+            result = validate(
+                sc,
+                range(1, seeds + 1),
+                burn_in=burn_in,
+                jobs=n_jobs,
+                out=out,
+                quick_exact=quick,
+                deviations=deviations,
+                progress=on_progress,
+                record=None,  # RECORD_OVERRIDES are in the scenario already, under the user's --set
+            )
+        except (DeviationsError, FileExistsError, LLMConfigError, PromptError, RunDirError) as exc:
+            _fail(str(exc))
+            return
+    for part in result.rich_tables():
+        console.print(part)
+    t = result.timings
+    console.print(
+        f"{seeds} seed{'s' if seeds != 1 else ''} x {sc.rounds} rounds ({sc.households:,} households) in"
+        f" {t['runs_wall_s']:.1f} s with {t['jobs']} job{'s' if t['jobs'] != 1 else ''} (exact checks"
+        f" {t['exact_s']:.1f} s); total {t['total_s']:.1f} s"
+    )
+    verdict = "[green]passed[/]" if result.passed else f"[bold red]{len(result.failures)} checks failed[/]"
+    console.print(f"validation {verdict}; written to [bold]{escape(str(out))}[/] (validation.json, validation.md)")
+    raise typer.Exit(0 if result.passed else 1)
 
 
 @app.command()

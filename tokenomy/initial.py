@@ -17,6 +17,9 @@ from numpy.typing import NDArray
 
 from tokenomy import registry
 from tokenomy.agents.bank import config as bank_config
+from tokenomy.agents.bank import rates as bank_rates
+from tokenomy.agents.central_bank import config as central_bank_config
+from tokenomy.agents.firm import config as firm_config
 from tokenomy.agents.network import config as network_config
 from tokenomy.agents.regulator import config as regulator_config
 from tokenomy.market import production
@@ -49,7 +52,12 @@ def calibrated_capital_price(scenario: Scenario) -> float:
     if k0 <= 0:
         return 8.0
     mpk, _ = production.marginal_products(k0, 1.0, a.phi0, p.A, p.sigma)
-    return float(mpk) / (a.depreciation + bank_config(scenario).loan_rate)
+    return float(mpk) / (a.depreciation + initial_loan_rate(scenario))
+
+
+def initial_loan_rate(scenario: Scenario) -> float:
+    """The base loan rate per round at round 0: priced off the central bank's opening rate."""
+    return bank_rates(central_bank_config(scenario).policy_rate, bank_config(scenario))[1]
 
 
 def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
@@ -81,7 +89,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
     # banks hold no money: they owe the deposits. Their own funds are a net-worth register; the
     # opening money (and the reserves behind the banks' capital) is backed by the state's debt to
     # the central bank, so every cent has a counterpart from round 0 (tokenomy.accounts).
-    ledger.set_issuers(layout.accounts("bank"))
+    ledger.set_issuers(np.concatenate([layout.accounts(r) for r in ("bank", "central_bank") if r in layout.roles]))
     b_equity = np.full(nb, round(ini.bank_capital * 100), dtype=np.int64)
     cb_advances = ledger.money_supply + int(b_equity.sum())
 
@@ -143,16 +151,27 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         f_price=price,
         f_wage=np.full(m, wage0),
         f_capital=K,
-        f_inventory=np.zeros(m),
+        f_inventory=firm_config(s).inventory_target * out,  # the buffer stock firms aim for: a steady start
         f_sales=out.copy(),
         f_unmet=np.zeros(m),
         f_unfilled=np.zeros(m, dtype=np.int64),
+        f_vacancies=np.zeros(m, dtype=np.int64),
+        f_expected=out.copy(),
+        # last round's profit, as if round -1 was round 0: sales less wages and wear
+        f_profit=np.floor(
+            out * price - L * wage0 - K * s.automation.depreciation * cap_price * price0
+        ).astype(np.int64),
         f_output=out.copy(),
         f_loan=np.zeros(m, dtype=np.int64),
         f_loan_bank=(np.arange(m) % nb).astype(np.int64),
-        f_loan_rate=np.full(m, bank_config(s).loan_rate),
+        f_loan_rate=np.full(m, initial_loan_rate(s)),
         b_equity=b_equity,
+        b_profit=np.zeros(nb, dtype=np.int64),
         cb_advances=cb_advances,
+        policy_rate=central_bank_config(s).policy_rate,
+        inflation_target=central_bank_config(s).inflation_target,
+        price_history=np.full(12, price0),  # as if prices had been flat for a year: no spurious early inflation
+        output_trend=float(out.sum()),
         t_issuer=t_issuer.astype(np.int64),
         t_kind=t_kind.astype(np.int64),
         t_price=t_price,

@@ -117,6 +117,10 @@ class RoundData:
 Metric = Callable[[RoundData], float | int]
 
 
+def _or(x: NDArray[np.float64] | None, default: NDArray[np.float64]) -> NDArray[np.float64]:
+    return x if x is not None else default
+
+
 def _share(x: float, of: float) -> float:
     return x / of if of > 0 else 0.0
 
@@ -149,6 +153,71 @@ def potential_output(d: RoundData) -> float:
     return units * d.price_index / 100
 
 
+def unit_cost(d: RoundData) -> NDArray[np.float64]:
+    """Each firm's average cost of this round's output, cents per unit: wages and the wear of its
+    capital at replacement cost (what national accounts value a change in inventories at)."""
+    o, w = d.outcome, d.world
+    assert o.wage_bill is not None and o.capital_wear is not None
+    cost = o.wage_bill + o.capital_wear * w.capital_price * d.price_index
+    out: NDArray[np.float64] = cost / np.maximum(d._output, 1e-12)
+    return np.where(d._output > 0, out, 0.0)
+
+
+def inventory_change_at_cost(d: RoundData) -> float:
+    o = d.outcome
+    assert o.opening_inventory is not None
+    return float((unit_cost(d) * (d.world.f_inventory - o.opening_inventory)).sum())
+
+
+def gdp_expenditure(d: RoundData) -> float:
+    """GDP by expenditure: consumption + investment + government + change in inventories at cost, cents."""
+    return float(d.purchases.amount.sum()) + inventory_change_at_cost(d)
+
+
+def gdp_discrepancy_explained(d: RoundData) -> float:
+    """What GDP by production and by expenditure must differ by, cents: production values unsold
+    output at the round's price index, expenditure at cost, and counts none of the stock that
+    decayed. ``gdp - gdp_expenditure`` equals this when every purchase and every unit of stock is
+    accounted for (``tokenomy validate`` checks it)."""
+    o, w = d.outcome, d.world
+    assert o.inventory_decay is not None
+    unsold = d._output - w.f_sales
+    c = unit_cost(d)
+    return float(((d.price_index - c) * unsold).sum() + (c * o.inventory_decay).sum())
+
+
+def book_token_wealth(d: RoundData) -> float:
+    """Households' tokens at their issuers' book net worth (firms: deposits plus capital and stock
+    at replacement cost, less loans; banks: their net worth; others: their deposits), cents."""
+    w = d.world
+    value = np.zeros(w.t_issuer.size)
+    firms = w.tokens_of("firm")
+    nw = (
+        w.firm_balance()
+        + w.f_capital * w.capital_price * d.price_index
+        + w.f_inventory * unit_cost(d)
+        - w.f_loan
+    )
+    value[firms] = nw
+    value[w.tokens_of("bank")] = w.b_equity
+    for role in ("network",):
+        value[w.tokens_of(role)] = w.balance_of(role)
+    per_share = np.where(w.t_outstanding > 0, value / np.maximum(w.t_outstanding, 1), 0.0)
+    return float((w.household_holdings() @ per_share).sum())
+
+
+def vacancy_rate(d: RoundData) -> float:
+    """Vacancies posted over employment plus vacancies (the JOLTS job-openings rate)."""
+    v = float(d.world.f_vacancies.sum())
+    return _share(v, v + float(d.employed.sum()))
+
+
+def skewness(x: NDArray[np.float64]) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    sd = x.std()
+    return float(((x - x.mean()) ** 3).mean() / sd**3) if sd > 0 else 0.0
+
+
 def sfc_residual(d: RoundData) -> int:
     """The largest row or column sum of the balance-sheet and transactions-flow matrices, cents."""
     m, (_, f) = d.balance_sheet, d.flows
@@ -158,7 +227,9 @@ def sfc_residual(d: RoundData) -> int:
 
 
 def household_income(d: RoundData) -> NDArray[np.int64]:
-    return d._income("wages") + d._income("dividends") + d._income("interest") + d._income("ubi")
+    sources = ("wages", "dividends", "interest", "ubi", "benefits")
+    total: NDArray[np.int64] = sum((d._income(k) for k in sources), np.zeros(d.world.n_households, dtype=np.int64))
+    return total
 
 
 METRICS: dict[str, Metric] = {
@@ -202,6 +273,19 @@ METRICS: dict[str, Metric] = {
     "loan_losses": lambda d: d.outcome.written_off / 100,
     "defaults": lambda d: int(d.outcome.defaulted.sum()) if d.outcome.defaulted is not None else 0,
     "bank_resolutions": lambda d: sum(e["kind"] == "bank_resolution" for e in d.outcome.events),
+    "policy_rate": lambda d: float(d.world.policy_rate),
+    "state_balance": lambda d: float(d.world.balance_of("regulator")[0]) / 100,
+    "income_benefits": lambda d: float(d._income("benefits").sum()) / 100,
+    # national accounts
+    "gdp_expenditure": lambda d: gdp_expenditure(d) / 100,
+    "inventory_change": lambda d: inventory_change_at_cost(d) / 100,
+    "gdp_discrepancy": lambda d: (d.gdp_cents - gdp_expenditure(d)) / 100,
+    "gdp_discrepancy_explained": lambda d: gdp_discrepancy_explained(d) / 100,
+    "utilisation": lambda d: _share(float(d._output.sum()), float(_or(d.outcome.capacity, d._output).sum())),
+    "vacancy_rate": lambda d: vacancy_rate(d),
+    "firm_size_skewness": lambda d: skewness(d.world.workers().astype(np.float64)),
+    "token_wealth_market": lambda d: float(d.world.household_token_wealth().sum()) / 100,
+    "token_wealth_book": lambda d: book_token_wealth(d) / 100,
 }
 
 LLM_ROLE_METRICS = (

@@ -30,14 +30,22 @@ class RoundOutcome:
     decisions: dict[str, Batch] = field(default_factory=dict)  # per role, after validation
     grant: NDArray[np.int64] | None = None  # new credit per firm
     output: NDArray[np.float64] | None = None  # units produced per firm
+    capacity: NDArray[np.float64] | None = None  # units its capital and workforce could have made
+    opening_inventory: NDArray[np.float64] | None = None  # units per firm, before production
+    inventory_decay: NDArray[np.float64] | None = None  # units of stock lost per firm
+    capital_wear: NDArray[np.float64] | None = None  # units of capital worn out per firm
     purchases: Purchases | None = None
     price_index: float | None = None  # cents per unit sold this round (the last round's when nothing sold)
     trades: list[dict[str, Any]] = field(default_factory=list)  # one row per token auction that traded
     trade_legs: tuple[NDArray[np.int64], ...] = ()  # (token, buyer, seller, shares, amount) per fill
-    wages: NDArray[np.int64] | None = None
+    wages: NDArray[np.int64] | None = None  # gross, per household
+    wage_bill: NDArray[np.int64] | None = None  # gross, per firm
+    interest_paid: NDArray[np.int64] | None = None  # loan interest, per firm
+    robot_tax: NDArray[np.int64] | None = None  # per firm
     dividends: NDArray[np.int64] | None = None
     interest: NDArray[np.int64] | None = None
     ubi: NDArray[np.int64] | None = None
+    benefits: NDArray[np.int64] | None = None  # unemployment benefits, per household
     rent: int = 0  # payments of kinds registered as rent (rail fees today)
     taxes: int = 0
     written_off: int = 0

@@ -32,12 +32,14 @@ from numpy.typing import NDArray
 
 from tokenomy.agents.bank import Banks
 from tokenomy.agents.base import Role
+from tokenomy.agents.central_bank import CentralBanks
 from tokenomy.agents.firm import Firms
 from tokenomy.agents.household import Households
 from tokenomy.agents.network import OPERATORS, Networks
 from tokenomy.agents.regulator import Regulator
 from tokenomy.scenario import (
     Bank,
+    CentralBank,
     Firm,
     Household,
     Network,
@@ -205,6 +207,10 @@ for _kind in (
     PaymentKind("cb_advance", description="the central bank lends the state: money issued, owed by the state"),
     PaymentKind("recapitalisation", description="the state restores an insolvent bank's capital"),
     PaymentKind("bail_in", description="depositors' deposits converted into an insolvent bank's capital"),
+    PaymentKind("cb_repayment", description="the state repays the central bank: money destroyed"),
+    PaymentKind("reserve_interest", description="the central bank pays banks on their reserves"),
+    PaymentKind("advance_interest", description="the state pays the central bank on its advances"),
+    PaymentKind("unemployment_benefit", description="the state pays every household without work"),
 ):
     register_payment_kind(_kind)
 
@@ -223,6 +229,7 @@ for _spec in (
     RoleSpec("bank", Banks(), Bank, count=lambda s: s.banks, labels="b", issues="equity"),
     RoleSpec("network", Networks(), Network, count=lambda s: len(OPERATORS), labels=OPERATORS, issues="equity"),
     RoleSpec("regulator", Regulator(), RegulatorConfig, count=lambda s: 1, labels=("state",)),
+    RoleSpec("central_bank", CentralBanks(), CentralBank, count=lambda s: 1, labels=("central_bank",)),
 ):
     register_role(_spec)
 

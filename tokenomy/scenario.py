@@ -110,7 +110,12 @@ class Household(RoleConfig):
     rich_wealth_multiple: float = Field(20.0, gt=1, description="wealth (x median) at which mpc_income_rich applies")
     subsistence: float = Field(600.0, ge=0, description="spending floor per round while money lasts")
     search_firms: int = Field(3, ge=1, le=20, description="sellers sampled per round (Z)")
-    job_applications: int = Field(4, ge=1, le=20, description="applications per unemployed household (M)")
+    job_applications: int = Field(4, ge=1, le=20, description="applications per job seeker (M)")
+    separation_rate: float = Field(
+        0.015, ge=0, le=1, description="quits and retirements per round, share of the employed (JOLTS quits ~2%/month)"
+    )
+    on_the_job_search: float = Field(0.05, ge=0, le=1, description="share of the employed looking for a better job")
+    job_switch_premium: float = Field(0.02, ge=0, le=1, description="pay rise an on-the-job seeker asks to move")
     reservation_decay: float = Field(0.05, ge=0, lt=1, description="reservation wage cut per round unemployed")
     min_reservation_wage: float = Field(0.0, ge=0)
     invest_threshold: float = Field(6.0, ge=0, description="deposits above this many rounds of spending are invested")
@@ -128,32 +133,71 @@ class Household(RoleConfig):
 class Firm(RoleConfig):
     """Rule-based firm (Delli Gatti et al. price/quantity rule, K&S input choice)."""
 
-    eta_price: float = Field(0.05, ge=0, le=0.5, description="max price change per round")
-    eta_output: float = Field(0.1, ge=0, le=1, description="max planned-output change per round")
+    eta_price: float = Field(
+        0.032, ge=0, le=0.5, description="max price change per round (Delli Gatti's 0.1 a quarter, monthly)"
+    )
+    eta_output: float = Field(
+        0.032, ge=0, le=1, description="max planned-output change per round (0.1 a quarter, monthly)"
+    )
     eta_wage: float = Field(0.02, ge=0, le=0.5, description="max wage-offer change per round")
-    unemployment_norm: float = Field(0.08, gt=0, le=1, description="unemployment at which wage offers fall fastest")
+    production: Literal["capacity", "planned"] = Field(
+        "capacity", description="make all the workforce and capital can, or the planned output up to that"
+    )
+    wage_rule: Literal["vacancies", "tightness"] = Field(
+        "vacancies", description="wages follow the firm's unfilled vacancies, or the vacancy/unemployment ratio"
+    )
+    unemployment_norm: float = Field(
+        0.08, gt=0, le=1, description="vacancies rule: unemployment at which wage offers fall fastest"
+    )
+    tightness_norm: float = Field(
+        1.0, gt=0, description="vacancies per unemployed worker at which wage offers hold still on average"
+    )
+    min_wage: float = Field(0.0, ge=0, description="lowest wage a firm may offer, per round, currency units")
     inventory_target: float = Field(0.1, ge=0, description="buffer stock as a share of expected sales")
     max_fire_share: float = Field(0.1, ge=0, le=1, description="largest share of its workers a firm lets go per round")
     inventory_decay: float = Field(0.05, ge=0, le=1, description="share of unsold stock lost per round")
-    payout_ratio: float = Field(0.9, ge=0, le=1, description="share of excess cash paid as dividends")
-    cash_buffer_rounds: float = Field(2.0, ge=0, description="wage bills kept in cash before paying dividends")
+    payout_ratio: float = Field(0.9, ge=0, le=1, description="share of last round's profit paid as dividends")
+    cash_buffer_rounds: float = Field(1.0, ge=0, description="wage bills kept in cash before paying dividends")
+    leverage_target: float = Field(
+        0.5, ge=0, description="no dividend while loans exceed this multiple of the capital's value"
+    )
     equity_issuance: bool = Field(True, description="may sell new tokens to fund investment")
     max_issue_share: float = Field(0.02, ge=0, le=1, description="new tokens per round, share of outstanding")
 
 
 class Bank(RoleConfig):
-    deposit_rate: float = Field(0.001, ge=0, le=0.1, description="interest per round on deposits")
-    loan_rate: float = Field(0.005, ge=0, le=0.5, description="base loan interest per round")
-    loan_spread: float = Field(0.01, ge=0, le=0.5, description="added per unit of borrower leverage")
+    """Rule-based bank: rates priced off the central bank's, lending within a capital ratio."""
+
+    rates: Literal["policy", "fixed"] = Field(
+        "policy", description="price loans and deposits off the policy rate, or keep the fixed rates below"
+    )
+    loan_markup: float = Field(0.002, ge=0, le=0.1, description="base loan rate over the policy rate, per round")
+    deposit_markdown: float = Field(0.002, ge=0, le=0.1, description="deposit rate under the policy rate, per round")
+    deposit_rate: float = Field(0.001, ge=0, le=0.1, description="with rates = fixed: interest per round on deposits")
+    loan_rate: float = Field(0.005, ge=0, le=0.5, description="with rates = fixed: base loan interest per round")
+    loan_spread: float = Field(0.002, ge=0, le=0.5, description="added per round per unit of borrower leverage")
     capital_ratio: float = Field(0.08, gt=0, le=1, description="own funds / loans a bank must keep")
     max_leverage: float = Field(2.0, ge=0, description="debt a firm may carry per unit of its capital value")
     amortization: float = Field(0.02, ge=0, le=1, description="share of principal repaid per round")
-    payout_ratio: float = Field(0.5, ge=0, le=1, description="share of excess own funds paid as dividends")
+    payout_ratio: float = Field(0.5, ge=0, le=1, description="share of last round's profit paid as dividends")
     resolution: Literal["state", "bail_in"] = Field(
         "state",
         description="a bank whose net worth falls below zero is recapitalised to its capital requirement"
         " by the state, or by converting its depositors' deposits (bail-in)",
     )
+
+
+class CentralBank(RoleConfig):
+    """The central bank's rate rule (annual rates; a round is a month)."""
+
+    rule: Literal["taylor", "fixed"] = Field("taylor", description="Taylor (1993) rule, or a fixed policy_rate")
+    policy_rate: float = Field(0.04, ge=0, le=1, description="annual: the fixed rate, and the rate at round 0")
+    neutral_real_rate: float = Field(0.02, ge=-0.1, le=0.2, description="r*, annual (Taylor 1993: 2%)")
+    inflation_target: float = Field(0.02, ge=-0.1, le=0.5, description="pi*, annual (Taylor 1993: 2%)")
+    inflation_weight: float = Field(0.5, ge=0, le=5, description="on pi - pi* (Taylor 1993: 0.5)")
+    gap_weight: float = Field(0.5, ge=0, le=5, description="on the output gap (Taylor 1993: 0.5)")
+    trend_rounds: float = Field(24.0, ge=1, description="rounds the output trend averages over (exponential)")
+    advance_interest: bool = Field(False, description="the state pays the policy rate on its central-bank debt")
 
 
 class Network(RoleConfig):
@@ -164,16 +208,34 @@ class Network(RoleConfig):
 
 
 class Regulator(RoleConfig):
-    """The state: taxes, UBI, fee caps, and spending of its surplus."""
+    """The state: taxes, UBI, fee caps, spending, and how a deficit is financed."""
 
     income_tax: float = Field(0.2, ge=0, le=1, description="withheld at source on wages, dividends, interest")
     robot_tax: float = Field(0.0, ge=0, le=1, description="per round, share of automation capital value")
     ubi: float = Field(0.0, ge=0, description="per household per round, currency units")
     ubi_start: int = Field(0, ge=0, description="first round that pays UBI")
+    unemployment_benefit: float = Field(
+        0.4, ge=0, le=2, description="paid to each unemployed household, as a share of the mean wage (Caiani: 0.4)"
+    )
     ubi_financing: Literal["tax", "money"] = "tax"
     card_fee_cap: float = Field(1.0, ge=0, le=1, description="largest card fee allowed")
-    spending_share: float = Field(
-        1.0, ge=0, le=1, description="share of its surplus the state spends on goods per round"
+    spending_rule: Literal["trend", "surplus"] = Field(
+        "trend",
+        description="buy gdp_share of trend nominal GDP each round (Caiani et al. 2016), or spending_share"
+        " of the balance beyond next round's UBI",
+    )
+    gdp_share: float = Field(0.2, ge=0, le=1, description="trend rule: spending as a share of trend GDP")
+    deficit_limit: float | None = Field(
+        None, ge=0, le=1, description="trend rule: cut spending so last round's deficit stays within this share of"
+        " trend GDP (None: no cap)",
+    )
+    spending_share: float = Field(1.0, ge=0, le=1, description="surplus rule: share of the surplus spent per round")
+    deficit_financing: Literal["money", "none"] = Field(
+        "money",
+        description="a deficit is advanced by the central bank (explicit debt), or spending is cut to the balance",
+    )
+    balance_buffer_rounds: float = Field(
+        1.0, ge=0, description="the state's balance beyond this many rounds of spending repays its central-bank debt"
     )
 
 

@@ -17,10 +17,12 @@ from numpy.typing import NDArray
 from tokenomy import accounts, registry
 from tokenomy.agents.bank import BankBatch
 from tokenomy.agents.bank import config as bank_config
+from tokenomy.agents.central_bank import config as central_bank_config
 from tokenomy.agents.firm import FirmBatch, robot_tax_due
 from tokenomy.agents.firm import config as firm_config
 from tokenomy.agents.household import HouseholdBatch
 from tokenomy.agents.network import NetworkBatch
+from tokenomy.agents.regulator import config as regulator_config
 from tokenomy.market import rails
 from tokenomy.market.clearing import pro_rata
 from tokenomy.market.ledger import Ledger
@@ -110,12 +112,13 @@ def pay_deposit_interest(world: World, rate: NDArray[np.float64], balance: NDArr
 
 def service_debt(
     world: World, interest: NDArray[np.int64], principal: NDArray[np.int64]
-) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
     """Firms pay loan interest to their bank and repay principal (destroyed), from their deposits.
 
     A firm that cannot pay in full pays what it has, interest first (Caiani et al. 2016: partial
     default); only the principal it could not repay is written off, charged to its bank's net
-    worth; the rest of the loan stays owed. Returns (principal written off, defaulted) per firm.
+    worth; the rest of the loan stays owed. Returns (interest paid, principal written off,
+    defaulted) per firm.
     """
     ledger, lay = world.ledger, world.layout
     firms = lay.accounts("firm")
@@ -128,7 +131,7 @@ def service_debt(
     written_off = (principal - pay_rep).astype(np.int64)
     world.f_loan = world.f_loan - pay_rep - written_off
     accounts.charge_loss(world, world.f_loan_bank, written_off)
-    return written_off, defaulted
+    return pay_int.astype(np.int64), written_off, defaulted
 
 
 def pay_ubi(world: World, ubi_cents: int) -> NDArray[np.int64]:
@@ -151,6 +154,32 @@ def pay_ubi(world: World, ubi_cents: int) -> NDArray[np.int64]:
     amount = np.full(n, each, dtype=np.int64)
     world.ledger.transfer("ubi", state, households, amount)
     return amount
+
+
+def pay_benefits(w: World, o: RoundOutcome, s: Scenario) -> NDArray[np.int64]:
+    """Unemployment benefits: every household without work gets ``unemployment_benefit`` times
+    this round's mean gross wage (Caiani et al. 2016; Dosi et al. 2010), from the state, which
+    borrows from the central bank what it lacks when deficits are money-financed (else pro rata).
+
+    The automatic stabiliser of the benchmark models: without it an unemployed household's
+    spending falls to subsistence, demand with it, and the labour flows push the economy down.
+    """
+    n = w.n_households
+    share = regulator_config(s).unemployment_benefit
+    out = np.zeros(n, dtype=np.int64)
+    assert o.wages is not None
+    employed = o.wages > 0
+    idle = np.flatnonzero(w.h_employer < 0)
+    if share <= 0 or idle.size == 0 or not employed.any():
+        return out
+    each = int(share * float(o.wages[employed].mean()))
+    state = w.layout.first("regulator")
+    if regulator_config(s).deficit_financing == "money":
+        advance_to_state(w, each * idle.size - int(w.ledger.spendable(np.array([state]))[0]))
+    each = min(each, int(w.ledger.spendable(np.array([state]))[0]) // idle.size)
+    out[idle] = each
+    w.ledger.transfer("unemployment_benefit", state, w.layout.first("household") + idle, each)
+    return out
 
 
 def advance_to_state(world: World, amount: int) -> None:
@@ -193,7 +222,7 @@ def debt(w: World, o: RoundOutcome, s: Scenario) -> None:
     owed = o.opening_loans if o.opening_loans is not None else w.f_loan
     interest = np.floor(owed * w.f_loan_rate).astype(np.int64)
     principal = np.minimum(np.ceil(owed * bank_config(s).amortization), owed).astype(np.int64)
-    written_off, o.defaulted = service_debt(w, interest, principal)
+    o.interest_paid, written_off, o.defaulted = service_debt(w, interest, principal)
     o.written_off = int(written_off.sum())
     lay = w.layout
     for f in np.flatnonzero(written_off):
@@ -208,6 +237,7 @@ def debt(w: World, o: RoundOutcome, s: Scenario) -> None:
         )
     tax = np.minimum(robot_tax_due(w, s), w.ledger.spendable(firms))
     w.ledger.transfer("robot_tax", firms, w.layout.first("regulator"), tax)
+    o.robot_tax = tax.astype(np.int64)
 
 
 def wages(w: World, o: RoundOutcome, s: Scenario) -> None:
@@ -219,6 +249,62 @@ def wages(w: World, o: RoundOutcome, s: Scenario) -> None:
     pay_withholding(w.ledger, "wage", payer, payee, gross, w.income_tax, w.layout.first("regulator"))
     o.wages = np.zeros(w.n_households, dtype=np.int64)
     o.wages[emp] = gross
+    o.wage_bill = np.bincount(w.h_employer[emp], weights=gross, minlength=w.n_firms).astype(np.int64)
+
+
+def central_bank_interest(w: World, o: RoundOutcome, s: Scenario) -> None:
+    """Interest at the policy rate (per round: annual / 12) on the central bank's books: it pays
+    the banks on their reserves (charges them on a negative position); with
+    ``roles.central_bank.advance_interest`` the state pays it on its advances too, capitalised when
+    the state lacks the cash (Caiani et al. 2016 have both flows).
+
+    Without interest on reserves a bank whose deposits far exceed its loans loses money on every
+    deposit. Interest on advances is off by default: the state's opening debt backs the whole
+    opening money stock (it is base money), and paying the policy rate on it with new money
+    feeds inflation back into the rate (measured: inflation near 1% a round at a 10% rate).
+    The central bank's net worth absorbs what it pays (``World.cb_equity``, booked).
+    """
+    lay = w.layout
+    if "central_bank" not in lay.roles:
+        return
+    rate = w.policy_rate / 12
+    res = accounts.bank_reserves(w)
+    cb, banks = lay.first("central_bank"), lay.accounts("bank")
+    w.ledger.transfer("reserve_interest", cb, banks, np.floor(np.maximum(res, 0) * rate).astype(np.int64))
+    w.ledger.transfer("reserve_interest", banks, cb, np.floor(np.maximum(-res, 0) * rate).astype(np.int64))
+    if not central_bank_config(s).advance_interest:
+        return
+    due = int(w.cb_advances * rate)
+    state = lay.first("regulator")
+    advance_to_state(w, due - int(w.ledger.spendable(np.array([state]))[0]))
+    w.ledger.transfer("advance_interest", state, cb, due)
+
+
+def state_finance(w: World, o: RoundOutcome, s: Scenario) -> None:
+    """The central bank advances what the state lacks for this round's purchases (a deficit
+    financed by explicit debt, ``roles.regulator.deficit_financing = "money"``)."""
+    p = o.purchases
+    assert p is not None, "clear before settle"
+    if regulator_config(s).deficit_financing != "money":
+        return
+    gov = p.buyer >= w.n_households + w.n_firms
+    state = w.layout.first("regulator")
+    advance_to_state(w, int(p.amount[gov].sum()) - int(w.ledger.spendable(np.array([state]))[0]))
+
+
+def state_repays(w: World, o: RoundOutcome, s: Scenario) -> None:
+    """The state's balance beyond ``balance_buffer_rounds`` of this round's spending repays its
+    central-bank debt (money destroyed), so the balance stays bounded."""
+    p = o.purchases
+    assert p is not None
+    gov = p.buyer >= w.n_households + w.n_firms
+    transfers = sum(int(x.sum()) for x in (o.ubi, o.benefits) if x is not None)
+    keep = regulator_config(s).balance_buffer_rounds * float(p.amount[gov].sum() + transfers)
+    state = w.layout.first("regulator")
+    repay = min(int(w.ledger.spendable(np.array([state]))[0] - keep), w.cb_advances)
+    if repay > 0:
+        w.ledger.destroy("cb_repayment", state, repay)
+        w.cb_advances -= repay
 
 
 def purchases(w: World, o: RoundOutcome, s: Scenario) -> None:
@@ -279,21 +365,42 @@ def capital_income_and_transfers(w: World, o: RoundOutcome, s: Scenario) -> None
     o.dividends = paid[w.holder_rows("household")]
     o.interest = pay_deposit_interest(w, bk.deposit_rate, o.opening_deposits)
     o.ubi = pay_ubi(w, w.ubi_cents)
+    o.benefits = pay_benefits(w, o, s)
 
 
 def stocks(w: World, o: RoundOutcome, s: Scenario) -> None:
     """Stocks that follow from the round's flows: capital, inventory, households' net income."""
     assert o.invest_qty is not None and o.output is not None
     assert o.wages is not None and o.dividends is not None and o.interest is not None and o.ubi is not None
-    w.f_capital = w.f_capital * (1.0 - s.automation.depreciation) + o.invest_qty / max(w.capital_price, 1e-12)
-    w.f_inventory = w.f_inventory * (1.0 - firm_config(s).inventory_decay)
+    wear = w.f_capital * s.automation.depreciation
+    w.f_profit = firm_profit(w, o, wear)
+    w.f_capital = w.f_capital - wear + o.invest_qty / max(w.capital_price, 1e-12)
+    o.capital_wear = wear
+    o.inventory_decay = w.f_inventory * firm_config(s).inventory_decay
+    w.f_inventory = w.f_inventory - o.inventory_decay
     w.f_output = o.output
     capital_income = o.dividends + o.interest
     w.h_income = (
         (o.wages - np.floor(o.wages * w.income_tax)).astype(np.int64)
         + (capital_income - np.floor(capital_income * w.income_tax)).astype(np.int64)
         + o.ubi
+        + (o.benefits if o.benefits is not None else 0)
     )
+
+
+def firm_profit(w: World, o: RoundOutcome, wear: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Each firm's profit this round, cents: sales less wages, interest, robot tax and the wear of
+    its capital at replacement cost (what dividends are paid from, next round)."""
+    assert o.purchases is not None and o.wage_bill is not None
+    revenue = np.bincount(o.purchases.seller, weights=o.purchases.amount, minlength=w.n_firms)
+    costs = o.wage_bill + _or_zero(o.interest_paid, w.n_firms) + _or_zero(o.robot_tax, w.n_firms)
+    depreciation = wear * w.capital_price * (o.price_index if o.price_index is not None else w.price_index)
+    profit: NDArray[np.int64] = np.floor(revenue - costs - depreciation).astype(np.int64)
+    return profit
+
+
+def _or_zero(x: NDArray[np.int64] | None, n: int) -> NDArray[np.int64]:
+    return x if x is not None else np.zeros(n, dtype=np.int64)
 
 
 def bank_books(w: World, o: RoundOutcome, s: Scenario) -> None:
@@ -304,8 +411,11 @@ def bank_books(w: World, o: RoundOutcome, s: Scenario) -> None:
     bank what it lacks). ``bail_in``: its depositors' deposits are converted, pro rata, into the
     same amount of capital (as far as they reach; the state covers any rest).
     """
+    before = w.b_equity.copy()
     accounts.book_bank_flows(w, w.ledger.postings)
     booked = len(w.ledger.postings)
+    # profit: the change in net worth from the round's business, before the dividends it paid
+    w.b_profit = w.b_equity - before + o.batch("bank", BankBatch).dividend
     p = bank_config(s)
     lay = w.layout
     loans = np.bincount(w.f_loan_bank, weights=w.f_loan, minlength=w.b_equity.size)
@@ -352,10 +462,13 @@ def _resolution_event(bank: str, amount: int, rule: str, by: str) -> dict[str, o
 STEPS: tuple[Step, ...] = (
     credit,
     wages,
+    state_finance,
     purchases,
     token_trades,
     debt,
+    central_bank_interest,
     capital_income_and_transfers,
+    state_repays,
     bank_books,
     stocks,
 )
@@ -377,4 +490,6 @@ def settle(w: World, o: RoundOutcome, s: Scenario) -> None:
     o.taxes = sum(int(x.amount.sum()) for x in o.postings if x.kind in ("income_tax", "robot_tax"))
     for e in o.events:
         e.setdefault("round", o.round)
+    w.state_revenue = o.taxes
+    w.state_transfers = sum(int(x.sum()) for x in (o.ubi, o.benefits) if x is not None)
     o.issued, o.destroyed = w.ledger.close_round(w.round)

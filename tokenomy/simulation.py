@@ -27,6 +27,7 @@ import numpy as np
 from tokenomy import registry
 from tokenomy._sync import run_sync
 from tokenomy.agents.base import Batch, MarketView, Role
+from tokenomy.agents.central_bank import config as central_bank_config
 from tokenomy.initial import build_world, phi_at
 from tokenomy.markets import clear
 from tokenomy.outcome import RoundOutcome
@@ -133,7 +134,10 @@ class Simulation:
         """Close the round: publish its price level and move the clock and the frontier on."""
         w, s = self.world, self.scenario
         if self.outcome.price_index is not None:
+            w.price_history = np.append(w.price_history, w.price_index)[-12:]  # the 12 levels before this one
             w.price_index = self.outcome.price_index
+        cb = central_bank_config(s)
+        w.output_trend += (float(w.f_output.sum()) - w.output_trend) / cb.trend_rounds
         w.round += 1
         w.phi = phi_at(s, w.round)
         w.capital_price *= 1.0 - s.automation.capital_price_decline

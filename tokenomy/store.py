@@ -158,6 +158,9 @@ class RunWriter:
             w.close()
             os.replace(self.path / f"{name}.parquet.tmp", self.path / f"{name}.parquet")
         self._writers.clear()
+        for name in TABLES:  # a table no round added to (no trade, no event) is there, empty
+            if not (self.path / f"{name}.parquet").exists():
+                pq.write_table(pa.table({}), self.path / f"{name}.parquet")
         self._manifest.update(status=status, finished=datetime.now(UTC).isoformat(timespec="seconds"), **extra)
         self._write_manifest()
 

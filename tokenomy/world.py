@@ -150,14 +150,22 @@ class World:
     f_sales: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # units sold last round
     f_unmet: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # units demanded, not served
     f_unfilled: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # vacancies left open
+    f_vacancies: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # posted last round
+    f_profit: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # last round, cents
+    f_expected: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # expected sales, units
     f_output: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # produced last round
     f_loan: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # principal, cents
     f_loan_bank: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
     f_loan_rate: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     # banks and the central bank (tokenomy.accounts): net worth registers, the state's debt
     b_equity: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # per bank, cents
+    b_profit: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # last round, cents
     cb_advances: int = 0  # the state's debt to the central bank, cents
     cb_equity: int = 0  # the central bank's net worth, cents
+    policy_rate: float = 0.04  # annual, set by the central bank
+    inflation_target: float = 0.02  # annual
+    price_history: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # last 12 price levels
+    output_trend: float = 0.0  # units per round: an exponential average of real output
     # tokens
     t_issuer: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # issuer's account, ascending
     t_kind: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # index into the asset registry
@@ -175,6 +183,8 @@ class World:
     ubi_cents: int = 0
     ubi_money_financed: bool = False
     card_fee_cap: float = 1.0
+    state_revenue: int = 0  # taxes, last round, cents
+    state_transfers: int = 0  # UBI and benefits, last round, cents
     # economy-wide
     phi: float = 0.608
     capital_price: float = 8.0  # goods per unit of automation capital

@@ -30,16 +30,25 @@ def _deposits(world: World) -> NDArray[np.float64]:
     return hh + np.bincount(world.f_loan_bank, weights=world.firm_balance(), minlength=2)
 
 
-def test_rule_rates_are_the_scenarios_and_dividends_keep_capital_and_interest(
+def test_rule_rates_follow_the_policy_rate_and_dividends_share_profit_above_the_requirement(
     scenario: Scenario, world: World, view: MarketView
 ) -> None:
-    p = config(scenario)  # capital_ratio 0.08, payout_ratio 0.5, deposit_rate 0.001
+    p = config(scenario)  # capital_ratio 0.08, payout_ratio 0.5, rates off the policy rate
     world.f_loan[:] = [500_000_000, 0, 0, 0]  # firm 0 borrows from bank 0 (firms 0 and 2 bank there)
+    world.policy_rate = 0.06  # annual: 0.5% a month
+    world.b_profit[:] = [2_000_000, -5]
     batch = Banks().heuristic(world, view, scenario, np.random.default_rng(0))
-    assert batch.deposit_rate.tolist() == [p.deposit_rate] * 2 and batch.loan_rate.tolist() == [p.loan_rate] * 2
-    free = world.b_equity - np.array([0.08 * 500_000_000, 0.0])  # net worth above the capital requirement
-    keep = 0.001 * _deposits(world)  # and this round's deposit interest
-    assert batch.dividend.tolist() == np.floor(0.5 * (free - keep)).astype(np.int64).tolist()
+    deposit, loan = 0.005 - p.deposit_markdown, 0.005 + p.loan_markup
+    assert batch.deposit_rate == pytest.approx([deposit] * 2) and batch.loan_rate == pytest.approx([loan] * 2)
+    assert batch.dividend.tolist() == [1_000_000, 0]  # half of last round's profit; a loss pays nothing
+    world.b_equity[0] = int(0.08 * 500_000_000) + 300  # barely above its capital requirement
+    assert Banks().heuristic(world, view, scenario, np.random.default_rng(0)).dividend[0] == 300
+
+
+def test_fixed_rates_are_the_scenarios(build: Build) -> None:
+    sc, world, view = build('roles.bank.rates="fixed"')
+    batch = Banks().heuristic(world, view, sc, np.random.default_rng(0))
+    assert batch.deposit_rate.tolist() == [0.001] * 2 and batch.loan_rate.tolist() == [0.005] * 2
 
 
 def test_no_dividend_when_own_funds_are_below_what_must_be_kept(

@@ -66,7 +66,7 @@ def _batch(world: World, **fields: object) -> FirmBatch:
     [
         (5.0, 0.0, False, 0, "raise_price"),  # sold out, cheap: raise the price
         (5.0, 0.0, True, 0, "expand"),  # sold out, dear: sell more instead
-        (5.0, 0.0, True, 3, "raise_price"),  # sold out and short of workers: only the price can clear
+        (5.0, 0.0, True, 3, "expand"),  # short of workers too: as published, vacancies are the wage's signal
         (0.0, 4.0, True, 0, "cut_price"),  # unsold stock, dear: cut the price
         (0.0, 4.0, False, 0, "shrink"),  # unsold stock, cheap: sell less instead
         (0.0, 0.0, True, 0, None),  # sold exactly what it made: move nothing
@@ -152,7 +152,8 @@ def test_output_plan_moves_sales_by_a_bounded_step(scenario: Scenario, world: Wo
         assert np.all(plan.expected >= sales)
         assert np.all(plan.expected <= sales * (1 + p.eta_output))  # not the whole unmet demand
         assert np.all(plan.expected[2:] <= sales[2:] + 0.5)  # nor more than was unmet
-        assert np.allclose(plan.planned, plan.expected * (1 + p.inventory_target))
+        stock = world.f_inventory  # round 0 starts at the buffer-stock target
+        assert np.allclose(plan.planned, np.maximum(plan.expected * (1 + p.inventory_target) - stock, 0.0))
 
 
 def test_output_plan_shrinks_and_restocks_only_the_shortfall(
@@ -268,7 +269,7 @@ def test_unemployment_damps_wage_rises_and_deepens_cuts(scenario: Scenario, worl
 
 # -- cash -------------------------------------------------------------------------------------------
 def test_cash_rules_example(scenario: Scenario, world: World) -> None:
-    p = config(scenario)  # payout_ratio 0.9, cash_buffer_rounds 2, max_issue_share 0.02
+    p = config(scenario)  # payout_ratio 0.9, cash_buffer_rounds 1, max_issue_share 0.02; no loans
     world.firm_balance()[:] = [10_000_000, 1_000_000, 0, 5_000_000]
     wage_bill = np.array([1_000_000.5, 1_000_000.0, 200_000.0, 2_000_000.0])
     need = cash_need(wage_bill, np.array([100, 0, 50, 0]), np.array([0, 500_000, 0, 1_000_000]))
@@ -276,7 +277,7 @@ def test_cash_rules_example(scenario: Scenario, world: World) -> None:
     loan = loan_request(world, need)
     assert loan.tolist() == [0, 500_000, 200_050, 0]
     div = dividends(world, p, need, wage_bill)
-    assert div.tolist() == [np.floor(0.9 * (10_000_000 - 1_000_100.5 - 2_000_001.0)), 0, 0, 0]
+    assert div.tolist() == [np.floor(0.9 * (10_000_000 - 1_000_100.5 - 1_000_000.5)), 0, 0, 0]
     shares = share_issue(world, p, loan)
     tp = world.t_price[world.tokens_of("firm")]
     assert shares.tolist() == [0, int(np.ceil(500_000 / tp[1])), int(np.ceil(200_050 / tp[2])), 0]

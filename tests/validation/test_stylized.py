@@ -34,6 +34,7 @@ def synthetic_run(seed: int, rounds: int = ROUNDS) -> pd.DataFrame:
             "round": np.arange(rounds),
             "gdp": gdp,
             "gdp_expenditure": gdp.copy(),
+            "gdp_discrepancy_explained": np.zeros(rounds),
             "consumption": 600.0 * np.exp(growth + 0.6 * x + 0.002 * eps[2]),
             "investment": 200.0 * np.exp(growth + 3.0 * x + 0.01 * eps[3]),
             "government": 200.0 * np.exp(growth),
@@ -48,6 +49,7 @@ def synthetic_run(seed: int, rounds: int = ROUNDS) -> pd.DataFrame:
             "money_supply_cents": np.round(100 * 0.8 * gdp).astype(np.int64),
             "loans_outstanding": 0.5 * gdp,
             "money_without_counterpart_cents": np.zeros(rounds, dtype=np.int64),
+            "sfc_residual_cents": np.zeros(rounds, dtype=np.int64),
             "firm_size_skewness": np.full(rounds, 1.5),
             "bankruptcies": rng.poisson(2.0 * np.exp(-30 * x)),
             "hires": rng.poisson(20, rounds),
@@ -101,7 +103,7 @@ def test_a_missing_metric_fails_visibly_with_a_note(runs: list[pd.DataFrame]) ->
     assert "metric vacancy_rate not recorded (seed 0)" in partial.note
 
 
-def test_columns_the_engine_does_not_write_yet_all_fail_not_crash(runs: list[pd.DataFrame]) -> None:
+def test_columns_a_run_lacks_all_fail_not_crash(runs: list[pd.DataFrame]) -> None:
     future = [
         "vacancy_rate",
         "bankruptcies",

@@ -130,8 +130,10 @@ def _max_abs_whole_run(name: str) -> Measure:
 
 
 def _gdp_gap(s: Seed) -> float:
+    """How far GDP by production and by expenditure differ beyond what valuation explains."""
     y, e = s.monthly("gdp", whole_run=True), s.monthly("gdp_expenditure", whole_run=True)
-    return float(np.max(np.abs(y - e) / np.maximum(np.abs(y), 1.0)))
+    explained = s.monthly("gdp_discrepancy_explained", whole_run=True)
+    return float(np.max(np.abs(y - e - explained) / np.maximum(np.abs(y), 1.0)))
 
 
 _ABM = "Dosi et al. 2010; Caiani et al. 2016"
@@ -153,8 +155,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("money without a counterpart", between(0.0, 0.0, "= 0"), "Godley & Lavoie 2007 (every asset a liability)",
          _max_abs_whole_run("money_without_counterpart_cents"),
          "max |money_without_counterpart_cents| over every round, burn-in included", kind="accounting"),
+    Spec("SFC matrices: every row and column sums to 0", between(0.0, 0.0, "= 0"), "Godley & Lavoie 2007, ch. 2",
+         _max_abs_whole_run("sfc_residual_cents"), "max |sfc_residual_cents| over every round, burn-in included",
+         kind="accounting"),
     Spec("GDP by production = by expenditure", between(0.0, 1e-9, "< 1e-9 of GDP"), "national accounts identity",
-         _gdp_gap, "max |gdp - gdp_expenditure| / max(gdp, 1) over every round, burn-in included",
+         _gdp_gap, "max |gdp - gdp_expenditure - unsold output's valuation and decay| / gdp, every round",
          kind="accounting"),
     # the labour market
     Spec("unemployment mean", between(0.03, 0.10), "US BLS 1948-2019; Dosi et al. 2010",
