@@ -157,6 +157,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         f_unfilled=np.zeros(m, dtype=np.int64),
         f_vacancies=np.zeros(m, dtype=np.int64),
         f_expected=out.copy(),
+        f_bad_rounds=np.zeros(m, dtype=np.int64),
         # last round's profit, as if round -1 was round 0: sales less wages and wear
         f_profit=np.floor(
             out * price - L * wage0 - K * s.automation.depreciation * cap_price * price0

@@ -181,7 +181,8 @@ def gdp_discrepancy_explained(d: RoundData) -> float:
     accounted for (``tokenomy validate`` checks it)."""
     o, w = d.outcome, d.world
     assert o.inventory_decay is not None
-    unsold = d._output - w.f_sales
+    sold = np.bincount(d.purchases.seller, weights=d.purchases.quantity, minlength=w.n_firms)
+    unsold = d._output - sold  # from the round's purchases: an entrant's reset sales would hide its stock
     c = unit_cost(d)
     return float(((d.price_index - c) * unsold).sum() + (c * o.inventory_decay).sum())
 
@@ -273,6 +274,8 @@ METRICS: dict[str, Metric] = {
     "loan_losses": lambda d: d.outcome.written_off / 100,
     "defaults": lambda d: int(d.outcome.defaulted.sum()) if d.outcome.defaulted is not None else 0,
     "bank_resolutions": lambda d: sum(e["kind"] == "bank_resolution" for e in d.outcome.events),
+    "bankruptcies": lambda d: sum(e["kind"] == "bankruptcy" for e in d.outcome.events),
+    "entries": lambda d: sum(e["kind"] == "entry" for e in d.outcome.events),
     "policy_rate": lambda d: float(d.world.policy_rate),
     "state_balance": lambda d: float(d.world.balance_of("regulator")[0]) / 100,
     "income_benefits": lambda d: float(d._income("benefits").sum()) / 100,

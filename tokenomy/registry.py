@@ -211,6 +211,8 @@ for _kind in (
     PaymentKind("reserve_interest", description="the central bank pays banks on their reserves"),
     PaymentKind("advance_interest", description="the state pays the central bank on its advances"),
     PaymentKind("unemployment_benefit", description="the state pays every household without work"),
+    PaymentKind("liquidation", description="an exiting firm's deposits left after its creditors, to its owners"),
+    PaymentKind("equity_issue", description="households buy an entrant's new token"),
 ):
     register_payment_kind(_kind)
 

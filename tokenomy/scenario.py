@@ -162,6 +162,12 @@ class Firm(RoleConfig):
         0.5, ge=0, description="no dividend while loans exceed this multiple of the capital's value"
     )
     equity_issuance: bool = Field(True, description="may sell new tokens to fund investment")
+    exit_and_entry: bool = Field(True, description="failed firms exit and entrants replace them one for one")
+    exit_after_defaults: int = Field(3, ge=1, description="rounds running in default after which a firm exits")
+    exit_scrap: float = Field(0.5, ge=0, le=1, description="share of an exiting firm's capital scrapped")
+    entry_equity_rounds: float = Field(
+        3.0, ge=0, description="an entrant raises this many median wage bills of equity from households"
+    )
     max_issue_share: float = Field(0.02, ge=0, le=1, description="new tokens per round, share of outstanding")
 
 

@@ -29,6 +29,7 @@ from tokenomy.market.ledger import Ledger
 from tokenomy.market.rails import Rail
 from tokenomy.outcome import RoundOutcome
 from tokenomy.scenario import Scenario
+from tokenomy.turnover import firm_turnover
 from tokenomy.world import World
 
 __all__ = [
@@ -469,8 +470,9 @@ STEPS: tuple[Step, ...] = (
     central_bank_interest,
     capital_income_and_transfers,
     state_repays,
-    bank_books,
     stocks,
+    firm_turnover,
+    bank_books,
 )
 
 
