@@ -12,6 +12,7 @@ of the batch's type, so a registry of different roles needs no casts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
@@ -57,7 +58,13 @@ def obs_number(obs: Mapping[str, Any], key: str, default: float = 0.0) -> float:
     """A numeric field of an observation as a stand-in model reads it (``example_answers``):
     absent or junk gives ``default``, so the fake server never crashes on what it is sent."""
     v = obs.get(key, default)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return default
+    try:
+        x = float(v)
+    except OverflowError:  # an integer too large for a float
+        return default
+    return x if math.isfinite(x) else default
 
 
 def expect(decision: BaseModel, kind: type[D]) -> D:

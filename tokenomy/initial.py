@@ -158,6 +158,8 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         f_vacancies=np.zeros(m, dtype=np.int64),
         f_expected=out.copy(),
         f_bad_rounds=np.zeros(m, dtype=np.int64),
+        # markup over unit labour cost: K&S prices at marginal cost give 1 / labour share - 1 (~0.52)
+        f_markup=np.maximum(price * out / np.maximum(L * wage0, 1.0) - 1.0, 0.0),
         # last round's profit, as if round -1 was round 0: sales less wages and wear
         f_profit=np.floor(
             out * price - L * wage0 - K * s.automation.depreciation * cap_price * price0

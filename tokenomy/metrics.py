@@ -160,7 +160,9 @@ def unit_cost(d: RoundData) -> NDArray[np.float64]:
     assert o.wage_bill is not None and o.capital_wear is not None
     cost = o.wage_bill + o.capital_wear * w.capital_price * d.price_index
     out: NDArray[np.float64] = cost / np.maximum(d._output, 1e-12)
-    return np.where(d._output > 0, out, 0.0)
+    # a firm that made (almost) nothing has no meaningful unit cost; dividing by a sliver of output
+    # gave costs of 1e20 cents a unit and cancellation errors of 1% of GDP in the identity check
+    return np.where(d._output > 1e-6, out, 0.0)
 
 
 def inventory_change_at_cost(d: RoundData) -> float:

@@ -52,6 +52,7 @@ class RoundOutcome:
     defaulted: NDArray[np.bool_] | None = None  # per firm: missed part of its debt service
     opening_loans: NDArray[np.int64] | None = None  # per firm, before this round's new credit
     opening_balance: NDArray[np.int64] | None = None  # every ledger balance before settlement
+    opening_bank_equity: NDArray[np.int64] | None = None  # per bank, before settlement
     opening_reserves: int = 0  # the banks' implied reserves before settlement (tokenomy.accounts)
     events: list[dict[str, Any]] = field(default_factory=list)  # defaults, resolutions: events.parquet
     opening_deposits: NDArray[np.int64] | None = None  # household balances before settlement

@@ -105,7 +105,9 @@ class Household(RoleConfig):
     """Rule-based household: consumption, job search, saving, investing, rail choice."""
 
     mpc_income: float = Field(0.85, ge=0, le=1, description="propensity to consume out of disposable income")
-    mpc_wealth: float = Field(0.01, ge=0, le=1, description="propensity to consume out of wealth per round")
+    mpc_wealth: float = Field(
+        0.004, ge=0, le=1, description="propensity to consume out of wealth per round (empirical: 0.003-0.005 a month)"
+    )
     mpc_income_rich: float = Field(0.4, ge=0, le=1, description="income propensity of the wealthiest households")
     rich_wealth_multiple: float = Field(20.0, gt=1, description="wealth (x median) at which mpc_income_rich applies")
     subsistence: float = Field(600.0, ge=0, description="spending floor per round while money lasts")
@@ -140,6 +142,11 @@ class Firm(RoleConfig):
         0.032, ge=0, le=1, description="max planned-output change per round (0.1 a quarter, monthly)"
     )
     eta_wage: float = Field(0.02, ge=0, le=0.5, description="max wage-offer change per round")
+    pricing: Literal["price_or_quantity", "markup"] = Field(
+        "price_or_quantity",
+        description="Delli Gatti's price-or-quantity rule, or Caiani's adaptive markup on unit cost",
+    )
+    eta_markup: float = Field(0.032, ge=0, le=1, description="markup pricing: max markup change per round")
     production: Literal["capacity", "planned"] = Field(
         "capacity", description="make all the workforce and capital can, or the planned output up to that"
     )
@@ -202,6 +209,9 @@ class CentralBank(RoleConfig):
     inflation_target: float = Field(0.02, ge=-0.1, le=0.5, description="pi*, annual (Taylor 1993: 2%)")
     inflation_weight: float = Field(0.5, ge=0, le=5, description="on pi - pi* (Taylor 1993: 0.5)")
     gap_weight: float = Field(0.5, ge=0, le=5, description="on the output gap (Taylor 1993: 0.5)")
+    smoothing: float = Field(
+        0.93, ge=0, lt=1, description="weight on last round's rate (Clarida, Gali & Gertler 2000: 0.8 a quarter)"
+    )
     trend_rounds: float = Field(24.0, ge=1, description="rounds the output trend averages over (exponential)")
     advance_interest: bool = Field(False, description="the state pays the policy rate on its central-bank debt")
 

@@ -412,11 +412,12 @@ def bank_books(w: World, o: RoundOutcome, s: Scenario) -> None:
     bank what it lacks). ``bail_in``: its depositors' deposits are converted, pro rata, into the
     same amount of capital (as far as they reach; the state covers any rest).
     """
-    before = w.b_equity.copy()
     accounts.book_bank_flows(w, w.ledger.postings)
     booked = len(w.ledger.postings)
-    # profit: the change in net worth from the round's business, before the dividends it paid
-    w.b_profit = w.b_equity - before + o.batch("bank", BankBatch).dividend
+    # profit: the change in net worth from the round's business (its loan losses included, which
+    # debt service and exits charged before this step), before the dividends it paid
+    opening = o.opening_bank_equity if o.opening_bank_equity is not None else w.b_equity
+    w.b_profit = w.b_equity - opening + o.batch("bank", BankBatch).dividend
     p = bank_config(s)
     lay = w.layout
     loans = np.bincount(w.f_loan_bank, weights=w.f_loan, minlength=w.b_equity.size)
@@ -484,6 +485,7 @@ def settle(w: World, o: RoundOutcome, s: Scenario) -> None:
     o.opening_deposits = w.household_balance().copy()
     o.opening_balance = w.ledger.balance.copy()
     o.opening_reserves = accounts.reserves(w)
+    o.opening_bank_equity = w.b_equity.copy()
     for step in STEPS:
         step(w, o, s)
     o.postings = list(w.ledger.postings)

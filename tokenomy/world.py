@@ -153,6 +153,7 @@ class World:
     f_vacancies: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # posted last round
     f_profit: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # last round, cents
     f_expected: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # expected sales, units
+    f_markup: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # over unit cost (markup pricing)
     f_bad_rounds: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # rounds in default, running
     f_output: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # produced last round
     f_loan: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # principal, cents

@@ -18,6 +18,7 @@ import pytest
 from numpy.typing import NDArray
 
 from tokenomy import accounts, metrics, registry, settlement
+from tokenomy.agents.bank import BankBatch
 from tokenomy.agents.bank import config as bank_config
 from tokenomy.agents.firm import FirmBatch
 from tokenomy.outcome import RoundOutcome
@@ -89,7 +90,8 @@ def _step_with(sim: Simulation, monkeypatch: pytest.MonkeyPatch, steps: tuple[St
 @pytest.mark.parametrize("name", ["baseline", "automation_shock"])
 def test_every_cent_has_a_counterpart_and_both_matrices_balance_every_round(name: str) -> None:
     """30 rounds: money_without_counterpart is 0, balance-sheet instrument rows and columns (the
-    central bank's is -money_without_counterpart) and flow-matrix rows and columns sum to zero."""
+    central bank's is -money_without_counterpart) and flow-matrix rows and columns sum to zero,
+    and the banks' implied reserves add up to the sector's."""
     sim = _sim(name)
     lent = interest = 0
     for r in range(30):
@@ -97,6 +99,7 @@ def test_every_cent_has_a_counterpart_and_both_matrices_balance_every_round(name
         w = sim.world
         _assert_sound(w, o, f"{name}, round {r}")
         assert accounts.balance_sheet(w)[:, CB].sum() == -accounts.money_without_counterpart(w)
+        assert int(accounts.bank_reserves(w).sum()) == accounts.reserves(w), f"{name}, round {r}"
         lent += _total(o, "loan")
         interest += _total(o, "deposit_interest") + _total(o, "reserve_interest")
     assert lent > 0 and interest > 0, "no credit or bank interest: the banks' books went untested"
@@ -175,100 +178,129 @@ def test_a_payment_to_a_bank_that_is_not_booked_breaks_the_banks_flow_column(mon
 
 
 # -- 3. partial default ----------------------------------------------------------------------------
-def test_partial_default_writes_off_only_the_unpaid_principal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A firm left with its interest and half its principal when its debt falls due: it pays the
-    interest in full and what it has of the principal; only the unpaid principal is written off,
-    exactly that comes off its bank's net worth (beyond the bank's own receipts and payments),
-    the rest of the loan stays owed, a ``loan_default`` event names firm and bank, and the firm
-    pays no dividend. The control, the same round with the debt serviced, writes off nothing and
-    pays the dividend."""
+@pytest.fixture(scope="module")
+def indebted() -> Simulation:
+    """The baseline after 8 rounds, when some firms carry loans (copied by each use)."""
     sim = _sim()
     for _ in range(8):
         sim.step()
-    f = int(np.argmax(sim.world.f_loan))
-    assert sim.world.f_loan[f] > 0, "no firm borrowed: nothing to default on"
-    bank = int(sim.world.f_loan_bank[f])
-    amort = bank_config(sim.scenario).amortization
-    lay = sim.world.layout
-    firm_acct, bank_acct = lay.first("firm") + f, lay.first("bank") + bank
+    assert sim.world.f_loan.max() > 0, "no firm borrowed: nothing to default on"
+    return sim
 
-    def run(serviced: bool) -> tuple[World, RoundOutcome, dict[str, int], dict[str, NDArray[np.int64]]]:
-        s = copy.deepcopy(sim)
-        due: dict[str, int] = {}
-        start: dict[str, NDArray[np.int64]] = {}
 
-        def squeeze(w: World, o: RoundOutcome, sc: Scenario) -> None:
-            """Just before debt service: leave the firm its interest plus half its principal (the
-            control: all of it and its dividend), the rest paid to the state; it declares a dividend."""
-            assert o.opening_loans is not None and o.grant is not None
-            owed = int(o.opening_loans[f])
-            due["interest"] = int(np.floor(owed * w.f_loan_rate[f]))
-            due["principal"] = int(min(np.ceil(owed * amort), owed))
-            due["owed"], due["grant"] = owed, int(o.grant[f])
-            fm = o.batch("firm", FirmBatch)
-            fm.dividend[f] = max(int(fm.dividend[f]), 10_000)
-            due["dividend"] = int(fm.dividend[f])
-            keep = due["interest"] + (due["principal"] + due["dividend"] if serviced else due["principal"] // 2)
-            cash = int(w.ledger.spendable(np.array([firm_acct]))[0])
-            assert cash > keep, "the firm is already short: pick a later round"
-            w.ledger.transfer("planted_transfer", firm_acct, lay.first("regulator"), cash - keep)
+class DebtRound:
+    """One round from ``indebted`` in which the most indebted firm is left, just before debt
+    service, with its interest and half its principal (``serviced``: all it owes plus its
+    dividend), the rest of its cash paid to the state; it declares a dividend, the banks none."""
+
+    def __init__(self, base: Simulation, monkeypatch: pytest.MonkeyPatch, *, serviced: bool) -> None:
+        sim = copy.deepcopy(base)
+        lay = sim.world.layout
+        self.f = f = int(np.argmax(sim.world.f_loan))
+        self.bank = int(sim.world.f_loan_bank[f])
+        self.firm_acct, self.bank_acct = lay.first("firm") + f, lay.first("bank") + self.bank
+        amort = bank_config(sim.scenario).amortization
+        self.due: dict[str, int] = {}
+        self.start: dict[str, NDArray[np.int64]] = {}
 
         def mark(w: World, o: RoundOutcome, sc: Scenario) -> None:
-            start["b_equity"], start["bank_balance"] = w.b_equity.copy(), w.balance_of("bank").copy()
+            self.start["b_equity"], self.start["bank_balance"] = w.b_equity.copy(), w.balance_of("bank").copy()
 
-        steps = _with(squeeze, before=settlement.debt)
-        steps = tuple([mark, *steps])  # the registers as settlement opens
-        o = _step_with(s, monkeypatch, steps)
-        return s.world, o, due, start
+        def squeeze(w: World, o: RoundOutcome, sc: Scenario) -> None:
+            assert o.opening_loans is not None and o.grant is not None
+            owed = int(o.opening_loans[f])
+            d = self.due
+            d["interest"] = int(np.floor(owed * w.f_loan_rate[f]))
+            d["principal"] = int(min(np.ceil(owed * amort), owed))
+            d["owed"], d["grant"] = owed, int(o.grant[f])
+            fm = o.batch("firm", FirmBatch)
+            fm.dividend[f] = max(int(fm.dividend[f]), 10_000)
+            d["dividend"] = int(fm.dividend[f])
+            o.batch("bank", BankBatch).dividend[:] = 0
+            keep = d["interest"] + (d["principal"] + d["dividend"] if serviced else d["principal"] // 2)
+            cash = int(w.ledger.spendable(np.array([self.firm_acct]))[0])
+            assert cash > keep, "the firm is already short: pick a later round"
+            w.ledger.transfer("planted_transfer", self.firm_acct, lay.first("regulator"), cash - keep)
 
-    w, o, due, start = run(serviced=False)
+        self.outcome = _step_with(sim, monkeypatch, (mark, *_with(squeeze, before=settlement.debt)))
+        self.world = sim.world
+
+    def net_worth_change(self) -> list[int]:
+        return [int(x) for x in self.world.b_equity - self.start["b_equity"]]
+
+    def receipts(self) -> NDArray[np.int64]:
+        """Each bank's receipts less its payments this round: the change in its ledger balance."""
+        out: NDArray[np.int64] = self.world.balance_of("bank") - self.start["bank_balance"]
+        return out
+
+
+def test_partial_default_writes_off_only_the_unpaid_principal(
+    indebted: Simulation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A firm left with its interest and half its principal: it pays the interest in full and what
+    it has of the principal; only the unpaid principal is written off, exactly that comes off its
+    bank's net worth beyond the bank's receipts and payments, the rest of the loan stays owed, a
+    ``loan_default`` event names firm and bank, and the firm pays no dividend. The control, the
+    same round with the debt serviced, writes off nothing and pays the dividend."""
+    r = DebtRound(indebted, monkeypatch, serviced=False)
+    w, o, due, lay = r.world, r.outcome, r.due, r.world.layout
     assert o.defaulted is not None and o.interest_paid is not None
-    assert np.flatnonzero(o.defaulted).tolist() == [f]
-    repaid = _total(o, "loan_repayment", payer=firm_acct)
+    assert np.flatnonzero(o.defaulted).tolist() == [r.f]
+    repaid = _total(o, "loan_repayment", payer=r.firm_acct)
     assert due["principal"] >= 2 and repaid == due["principal"] // 2  # all it had after the interest
-    assert int(o.interest_paid[f]) == due["interest"] == _total(o, "loan_interest", payer=firm_acct)
+    assert int(o.interest_paid[r.f]) == due["interest"] == _total(o, "loan_interest", payer=r.firm_acct)
     assert o.written_off == due["principal"] - repaid > 0
-    assert w.f_loan[f] == due["owed"] + due["grant"] - due["principal"]  # the rest stays owed
-    # the bank's net worth moves by its receipts less its payments (its ledger balance) and the write-off
-    receipts = w.balance_of("bank") - start["bank_balance"]
-    charged = np.zeros_like(receipts)
-    charged[bank] = o.written_off
-    assert (w.b_equity - start["b_equity"]).tolist() == (receipts - charged).tolist()
+    assert w.f_loan[r.f] == due["owed"] + due["grant"] - due["principal"]  # the rest stays owed
+    charged = np.zeros_like(r.receipts())
+    charged[r.bank] = o.written_off
+    assert r.net_worth_change() == (r.receipts() - charged).tolist()
     defaults = [e for e in o.events if e["kind"] == "loan_default"]
     assert [(e["agent"], e["counterparty"], e["amount"]) for e in defaults] == [
-        (lay.name_of(firm_acct), lay.name_of(bank_acct), o.written_off)
+        (lay.name_of(r.firm_acct), lay.name_of(r.bank_acct), o.written_off)
     ]
     assert defaults[0]["round"] == o.round
-    assert _total(o, "dividend", payer=firm_acct) == 0  # declared, but never by a firm in default
+    assert _total(o, "dividend", payer=r.firm_acct) == 0  # declared, but never by a firm in default
     _assert_sound(w, o, "partial default")
 
-    w2, o2, due2, start2 = run(serviced=True)
-    assert due2 == due
-    assert o2.defaulted is not None and not o2.defaulted.any() and o2.written_off == 0
-    assert not [e for e in o2.events if e["kind"] == "loan_default"]
-    assert _total(o2, "loan_repayment", payer=firm_acct) == due["principal"]
-    assert _total(o2, "dividend", payer=firm_acct) > 0
-    assert (w2.b_equity - start2["b_equity"]).tolist() == (w2.balance_of("bank") - start2["bank_balance"]).tolist()
-    _assert_sound(w2, o2, "serviced control")
+    c = DebtRound(indebted, monkeypatch, serviced=True)
+    assert c.due == due and c.outcome.defaulted is not None
+    assert not c.outcome.defaulted.any() and c.outcome.written_off == 0
+    assert not [e for e in c.outcome.events if e["kind"] == "loan_default"]
+    assert _total(c.outcome, "loan_repayment", payer=c.firm_acct) == due["principal"]
+    assert _total(c.outcome, "dividend", payer=c.firm_acct) > 0
+    assert c.net_worth_change() == c.receipts().tolist()
+    _assert_sound(c.world, c.outcome, "serviced control")
+
+
+def test_a_banks_profit_is_net_of_its_loan_losses(indebted: Simulation, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no bank dividend declared, a bank's profit is the round's change in its net worth:
+    receipts less payments less the loans it wrote off."""
+    r = DebtRound(indebted, monkeypatch, serviced=False)
+    assert r.outcome.written_off > 0
+    assert r.world.b_profit.tolist() == r.net_worth_change()
 
 
 # -- 4. bank resolution ----------------------------------------------------------------------------
-def _resolve(rule: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Simulation, RoundOutcome, dict[str, NDArray[np.int64]]]:
-    """A round in which bank 0 writes off a loan twice its net worth (issued to a firm that banks
-    there, charged to the bank: the books stay sound), so it ends below zero and is resolved by
+Seen = dict[str, NDArray[np.int64]]
+
+
+def _resolve(rule: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Simulation, RoundOutcome, Seen]:
+    """A round in which bank 0 lends a firm that banks there three times its net worth and writes
+    off two thirds of it (issued into the firm's deposits, charged to the bank: the books stay
+    sound), so it ends below zero with a loan book to hold capital against, and is resolved by
     ``rule``; returns the simulation, the outcome and the registers just before ``bank_books``."""
     sim = _sim("baseline", f'roles.bank.resolution="{rule}"')
     for _ in range(3):
         sim.step()
-    seen: dict[str, NDArray[np.int64]] = {}
+    seen: Seen = {}
 
     def wreck(w: World, o: RoundOutcome, s: Scenario) -> None:
         f = int(np.flatnonzero(w.f_loan_bank == 0)[0])
-        x = 2 * int(w.b_equity[0])
-        w.ledger.issue("loan", w.layout.first("firm") + f, x)
-        w.f_loan[f] += x
-        w.f_loan[f] -= x  # ... and written off in full
-        accounts.charge_loss(w, np.array([0]), np.array([x], dtype=np.int64))
+        x = int(w.b_equity[0])
+        w.ledger.issue("loan", w.layout.first("firm") + f, 3 * x)
+        w.f_loan[f] += 3 * x
+        w.f_loan[f] -= 2 * x  # ... two thirds of it written off
+        accounts.charge_loss(w, np.array([0]), np.array([2 * x], dtype=np.int64))
 
     def mark(w: World, o: RoundOutcome, s: Scenario) -> None:
         seen["balance"], seen["b_equity"] = w.ledger.balance.copy(), w.b_equity.copy()
@@ -281,7 +313,7 @@ def _resolve(rule: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Simulation, Ro
     return sim, _step_with(sim, monkeypatch, tuple(steps)), seen
 
 
-def _need(sim: Simulation, seen: dict[str, NDArray[np.int64]]) -> tuple[int, int]:
+def _need(sim: Simulation, seen: Seen) -> tuple[int, int]:
     """(what bank 0 needs to reach its capital requirement, the requirement), from its net worth
     once the round's flows are booked (its ledger balance's change) and its loans."""
     w = sim.world
@@ -289,6 +321,7 @@ def _need(sim: Simulation, seen: dict[str, NDArray[np.int64]]) -> tuple[int, int
     booked = seen["b_equity"][0] + (seen["balance"][w.layout.first("bank")] - seen["opening_banks"][0])
     required = int(np.ceil(ratio * seen["loans"][0]))
     assert booked < 0, "bank 0 did not fall below zero: the resolution went untested"
+    assert required > 0
     return required - int(booked), required
 
 
@@ -333,7 +366,8 @@ def test_a_failed_bank_is_bailed_in_pro_rata_by_its_own_depositors(monkeypatch: 
     assert lost[others].tolist() == [0] * others.size
     assert int(w.b_equity[0]) == required
     res = [e for e in o.events if e["kind"] == "bank_resolution"]
-    assert [(e["agent"], e["counterparty"], e["amount"]) for e in res] == [(lay.name_of(lay.first("bank")), "depositors", need)]
+    b0 = lay.name_of(lay.first("bank"))
+    assert [(e["agent"], e["counterparty"], e["amount"]) for e in res] == [(b0, "depositors", need)]
     assert _total(o, "recapitalisation") == 0
     _assert_sound(w, o, "bail-in")
     o = sim.step()
@@ -341,20 +375,33 @@ def test_a_failed_bank_is_bailed_in_pro_rata_by_its_own_depositors(monkeypatch: 
 
 
 # -- 5. money-financed spending ---------------------------------------------------------------------
-def test_central_bank_advances_are_the_change_in_the_states_debt_round_by_round() -> None:
-    """A large money-financed UBI: each round the ``cb_advance`` postings equal the increase of
-    ``World.cb_advances`` plus the ``cb_repayment`` postings, and every household got its UBI."""
-    sim = _sim("baseline", "roles.regulator.ubi=1000", 'roles.regulator.ubi_financing="money"')
-    advanced = 0
-    for r in range(12):
+UBI = ("roles.regulator.ubi=1000", 'roles.regulator.ubi_financing="money"')
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rounds"),
+    [(UBI, 12), ((), 30)],
+    ids=["money_financed_ubi", "baseline_deficits_and_surpluses"],
+)
+def test_central_bank_advances_are_the_change_in_the_states_debt_round_by_round(
+    overrides: tuple[str, ...], rounds: int
+) -> None:
+    """Each round the ``cb_advance`` postings equal the increase of ``World.cb_advances`` plus the
+    ``cb_repayment`` postings; with a large money-financed UBI every household gets it and the
+    state borrows, in the baseline its later surpluses repay (both flows are exercised)."""
+    sim = _sim("baseline", *overrides)
+    advanced = repaid = 0
+    for r in range(rounds):
         debt = sim.world.cb_advances
         o = sim.step()
         adv, rep = _total(o, "cb_advance"), _total(o, "cb_repayment")
         assert adv - rep == sim.world.cb_advances - debt, f"round {r}"
-        assert o.ubi is not None and o.ubi.tolist() == [100_000] * sim.world.n_households, f"round {r}"
         assert accounts.money_without_counterpart(sim.world) == 0, f"round {r}"
-        advanced += adv
+        if overrides:
+            assert o.ubi is not None and o.ubi.tolist() == [100_000] * sim.world.n_households, f"round {r}"
+        advanced, repaid = advanced + adv, repaid + rep
     assert advanced > 0, "the state never borrowed: the test went untested"
+    assert repaid > 0 or overrides, "the state never repaid: the test went untested"
 
 
 # -- 6. snapshots ----------------------------------------------------------------------------------

@@ -145,6 +145,9 @@ SPECS: tuple[Spec, ...] = (
     # prices and stock-flow norms
     Spec("inflation per round", between(0.0, 0.004), "Caiani et al. 2016 (low, stable inflation)",
          _mean("inflation"), "mean monthly inflation over the window"),
+    Spec("inflation volatility", below(0.01, "sd <= 0.01 a month"), "US CPI 1960-2019: monthly sd about 0.003",
+         lambda s: float(np.std(s.monthly("inflation"), ddof=1)),
+         "sample sd of monthly inflation over the window: a mean in range can hide wild swings"),
     Spec("inflation trend", between(-0.001, 0.001, "within +-0.001 per 100 rounds"), "Caiani et al. 2016",
          lambda s: 100 * stats.linear_trend(s.monthly("inflation")),
          "OLS slope of monthly inflation on round, per 100 rounds"),
