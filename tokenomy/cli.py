@@ -44,6 +44,21 @@ SUMMARY = (
 )
 
 
+def _progress(quiet: bool, unit: str) -> Progress:
+    """The progress bar every long command shows on stderr; ``unit`` is the counter's label."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+
+
 def _fail(message: str) -> None:
     # soft_wrap: a long path in the message stays on one line (greppable, copyable from logs)
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -93,17 +108,7 @@ def run(
     runner = Runner(sc)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("rounds"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    ) as bar:
+    with _progress(quiet, "rounds") as bar:
         task = bar.add_task(sc.name, total=sc.rounds)
 
         def on_round(r: int, row: dict[str, Any]) -> None:
@@ -324,17 +329,7 @@ def validate_command(
     if out is None:
         out = Path("runs") / f"validate-{sc.name}-{datetime.now():%Y%m%d-%H%M%S-%f}"
     n_jobs = jobs if jobs is not None else default_jobs()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    ) as bar:
+    with _progress(quiet, "{task.fields[unit]}") as bar:
         rounds_task = bar.add_task(f"{sc.name}, {seeds} seeds", total=seeds * sc.rounds, unit="seed-rounds")
         exact_task = bar.add_task("exact checks", total=1, unit="")
         seen: dict[int, int] = {}
