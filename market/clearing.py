@@ -73,15 +73,18 @@ def goods_market(
     budget: NDArray[np.int64],
     price: NDArray[np.float64],
     stock: NDArray[np.float64],
-    search: int,
+    search: int | NDArray[np.int64],
 ) -> Purchases:
     """Buyers spend ``budget`` cents at the cheapest of ``search`` randomly sampled sellers.
 
-    Visits go cheapest first. When a seller's stock is short, every buyer visiting it in that
-    pass is served the same fraction (proportional rationing) and carries the rest of its budget
-    to its next seller. ``price`` is in cents per unit; amounts are whole cents, never above budget.
-    ``unmet`` is the demand each seller turned away, at every pass: what it saw and could not
-    serve, the signal of the price-or-quantity rule (a buyer turned away twice counts at both).
+    ``search`` is one number for every buyer or one per buyer (households sample a few sellers,
+    firms and the state canvass many): all buyers are in one market, none served before another.
+    Visits go cheapest first, one visit per buyer per pass. When a seller's stock is short, every
+    buyer visiting it in that pass is served the same fraction (proportional rationing) and carries
+    the rest of its budget to its next seller. ``price`` is in cents per unit; amounts are whole
+    cents, never above budget. ``unmet`` is the demand each seller turned away, at every pass:
+    what it saw and could not serve, the signal of the price-or-quantity rule (a buyer turned away
+    twice counts at both).
     """
     n, m = budget.size, price.size
     stock = stock.astype(np.float64).copy()
@@ -91,14 +94,24 @@ def goods_market(
     if n == 0 or m == 0:
         e = np.empty(0, dtype=np.int64)
         return Purchases(e, e, np.empty(0), e, unmet)
-    picks = rng.integers(0, m, size=(n, search))
-    picks = np.take_along_axis(picks, np.argsort(price[picks], axis=1, kind="stable"), axis=1)
+    counts = np.broadcast_to(np.asarray(search, dtype=np.int64), (n,))
+    # buyers grouped by how many sellers they sample: one sorted pick matrix per group
+    groups = [(np.flatnonzero(counts == k), int(k)) for k in np.unique(counts) if k > 0]
+    picks: list[NDArray[np.int64]] = []
+    for members, k in groups:
+        pk = rng.integers(0, m, size=(members.size, k))
+        picks.append(np.take_along_axis(pk, np.argsort(price[pk], axis=1, kind="stable"), axis=1))
     safe_price = np.maximum(price, 1e-9)
-    for j in range(search):
-        active = np.flatnonzero(remaining > 0)
+    for j in range(max((k for _, k in groups), default=0)):
+        who = [(g[0], pk[:, j]) for g, pk in zip(groups, picks, strict=True) if j < g[1]]
+        buyers = np.concatenate([b for b, _ in who])
+        sellers = np.concatenate([f for _, f in who])
+        live = remaining[buyers] > 0
+        active, f = buyers[live], sellers[live]
         if active.size == 0:
-            break
-        f = picks[active, j]
+            if all(not (remaining[g[0]] > 0).any() for g in groups):
+                break
+            continue
         want = remaining[active] / safe_price[f]
         demand = np.bincount(f, weights=want, minlength=m)
         fill = np.divide(stock, demand, out=np.ones(m), where=demand > 0).clip(max=1.0)

@@ -22,7 +22,7 @@ from tokenomy.agents.household import config as household_config
 from tokenomy.agents.regulator import RegulatorBatch
 from tokenomy.market import production as prod
 from tokenomy.market import rails
-from tokenomy.market.clearing import Purchases, call_auction, goods_market, match_labour, pair_fills
+from tokenomy.market.clearing import call_auction, goods_market, match_labour, pair_fills
 from tokenomy.market.rails import Rail
 from tokenomy.outcome import RoundOutcome
 from tokenomy.scenario import Scenario
@@ -109,29 +109,25 @@ def production(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator)
 
 
 def goods(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
-    """Households search a few sellers; then firms (investment) and the state, few and large, canvass
-    them all for what is left. Buyer ids: households, then firms, then the state."""
+    """One goods market for every buyer: households sample ``search_firms`` sellers, firms
+    (investment) and the state, few and large, sample as many as there are firms; no class of
+    buyer is served first (before, households bought first and the others took what was left).
+    An investment order left unfilled is not lost: the gap to the desired capital it was for is
+    still open next round, and the next order is sized to it. Buyer ids: households, firms, the state.
+    """
     hh, fm = o.batch("household", HouseholdBatch), o.batch("firm", FirmBatch)
     rg = o.batch("regulator", RegulatorBatch)
-    n = w.n_households
-    bt = np.full(w.n_firms, int(Rail.BANK_TRANSFER))
+    n, m = w.n_households, w.n_firms
     fees = w.rail_fees()
-    p_hh = goods_market(rng, hh.consumption_budget, w.f_price, w.f_inventory, household_config(s).search_firms)
-    left = np.maximum(w.f_inventory - np.bincount(p_hh.seller, weights=p_hh.quantity, minlength=w.n_firms), 0.0)
-    institutional = np.concatenate(
+    budget = np.concatenate(
         [
-            rails.net_of_fee(fm.investment_budget, bt, fees),
+            hh.consumption_budget,
+            rails.net_of_fee(fm.investment_budget, np.full(m, int(Rail.BANK_TRANSFER)), fees),
             rails.net_of_fee(rg.spending, np.array([int(Rail.BANK_TRANSFER)]), fees),
         ]
     )
-    p_in = goods_market(rng, institutional, w.f_price, left, w.n_firms)
-    p = Purchases(
-        np.concatenate([p_hh.buyer, p_in.buyer + n]),
-        np.concatenate([p_hh.seller, p_in.seller]),
-        np.concatenate([p_hh.quantity, p_in.quantity]),
-        np.concatenate([p_hh.amount, p_in.amount]),
-        p_hh.unmet + p_in.unmet,
-    )
+    search = np.concatenate([np.full(n, household_config(s).search_firms), np.full(m + 1, m)]).astype(np.int64)
+    p = goods_market(rng, budget, w.f_price, w.f_inventory, search)
     o.purchases = p
     sold = np.bincount(p.seller, weights=p.quantity, minlength=w.n_firms).astype(np.float64)
     w.f_inventory = np.maximum(w.f_inventory - sold, 0.0)
