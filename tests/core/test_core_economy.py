@@ -69,7 +69,7 @@ def test_automation_shock_takes_labours_share(bundled_runs: dict[str, tokenomy.R
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="issue #8, open: the sound economy's control still drifts (labour share about 0.64 -> 0.38 over"
+    reason="issue #8, open: the sound economy's control still drifts (labour share about 0.64 -> 0.36 over"
     " 120 rounds, consumption/potential down), a calibration not yet found; strict, so fixing it is noticed",
 )
 def test_baseline_keeps_labour_share_and_demand(bundled_runs: dict[str, tokenomy.Run]) -> None:
