@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
+from tokenomy import accounts
 from tokenomy.agents.base import Batch, DecisionModel, ExampleAnswer, MarketView, expect, note
 from tokenomy.market.clearing import pro_rata
 from tokenomy.scenario import Bank, Scenario
@@ -77,21 +78,9 @@ class BankBatch(Batch):
         return BankBatch(dr, lr, div, notes)
 
 
-def _bank_loans(world: World) -> NDArray[np.int64]:
-    return np.bincount(world.f_loan_bank, weights=world.f_loan, minlength=world.layout.count("bank")).astype(np.int64)
-
-
-def _deposits(world: World) -> NDArray[np.int64]:
-    """Deposits each bank owes (households' and firms')."""
-    n_banks = world.layout.count("bank")
-    hh = np.bincount(world.h_bank, weights=world.household_balance(), minlength=n_banks)
-    firms = np.bincount(world.f_loan_bank, weights=world.firm_balance(), minlength=n_banks)
-    return (hh + firms).astype(np.int64)
-
-
 def _free_equity(world: World, scenario: Scenario) -> NDArray[np.int64]:
     """Net worth above the capital requirement on the loan book: what a bank may pay out, cents."""
-    required = np.ceil(config(scenario).capital_ratio * _bank_loans(world))
+    required = np.ceil(config(scenario).capital_ratio * accounts.bank_loans(world))
     free: NDArray[np.int64] = np.maximum(world.b_equity - required, 0).astype(np.int64)
     return free
 
@@ -105,8 +94,8 @@ class Banks:
         return BankObservation(
             round=view.round,
             own_funds=float(world.b_equity[i]) / 100,
-            deposits=float(_deposits(world)[i]) / 100,
-            loans=float(_bank_loans(world)[i]) / 100,
+            deposits=float(accounts.bank_deposits(world)[i]) / 100,
+            loans=float(accounts.bank_loans(world)[i]) / 100,
             depositors=int((world.h_bank == i).sum()),
             borrowers=int(((world.f_loan_bank == i) & (world.f_loan > 0)).sum()),
             price_index=view.price_index / 100,
@@ -138,7 +127,7 @@ def grant_loans(world: World, request: NDArray[np.int64], banks: BankBatch, scen
     headroom = np.maximum(np.floor(p.max_leverage * cap_value) - world.f_loan, 0).astype(np.int64)
     want = np.minimum(np.maximum(request, 0), headroom)
     own = world.b_equity - banks.dividend
-    capacity = np.maximum(np.floor(own / p.capital_ratio) - _bank_loans(world), 0).astype(np.int64)
+    capacity = np.maximum(np.floor(own / p.capital_ratio) - accounts.bank_loans(world), 0).astype(np.int64)
     grant = np.zeros_like(want)
     for b in range(world.layout.count("bank")):  # a handful of banks: the loop is over banks, not firms
         mine = world.f_loan_bank == b

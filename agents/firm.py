@@ -52,6 +52,7 @@ __all__ = [
     "capital_user_cost",
     "cash_need",
     "config",
+    "debt_due",
     "debt_service",
     "desired_inputs",
     "dividends",
@@ -187,11 +188,20 @@ def capital_user_cost(world: World, scenario: Scenario) -> NDArray[np.float64]:
     return cost
 
 
+def debt_due(
+    loan: NDArray[np.int64], rate: NDArray[np.float64], amortization: float
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(interest, scheduled principal) due on ``loan`` this round, cents: what the firm plans for
+    and what settlement collects, from one formula."""
+    interest = np.floor(loan * rate).astype(np.int64)
+    principal = np.minimum(np.ceil(loan * amortization), loan).astype(np.int64)
+    return interest, principal
+
+
 def debt_service(world: World, scenario: Scenario) -> NDArray[np.int64]:
     """Interest plus scheduled repayment due this round, cents."""
-    interest = np.floor(world.f_loan * world.f_loan_rate)
-    repay = np.ceil(world.f_loan * _bank(scenario).amortization)
-    due: NDArray[np.int64] = (interest + np.minimum(repay, world.f_loan)).astype(np.int64)
+    interest, principal = debt_due(world.f_loan, world.f_loan_rate, _bank(scenario).amortization)
+    due: NDArray[np.int64] = interest + principal
     return due
 
 

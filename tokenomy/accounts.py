@@ -42,6 +42,7 @@ __all__ = [
     "Stocks",
     "balance_sheet",
     "bank_deposits",
+    "bank_loans",
     "bank_reserves",
     "book_bank_flows",
     "charge_loss",
@@ -141,11 +142,17 @@ def bank_deposits(world: World) -> NDArray[np.int64]:
     return out.astype(np.int64)
 
 
+def bank_loans(world: World) -> NDArray[np.int64]:
+    """Each bank's loan book, cents."""
+    n = world.layout.count("bank")
+    loans: NDArray[np.int64] = np.bincount(world.f_loan_bank, weights=world.f_loan, minlength=n).astype(np.int64)
+    return loans
+
+
 def bank_reserves(world: World) -> NDArray[np.int64]:
     """Each bank's implied reserves (negative: it borrows them): net worth plus the deposits it
     owes, less its loans. They sum to :func:`reserves`."""
-    loans = np.bincount(world.f_loan_bank, weights=world.f_loan, minlength=world.b_equity.size).astype(np.int64)
-    res: NDArray[np.int64] = world.b_equity + bank_deposits(world) - loans
+    res: NDArray[np.int64] = world.b_equity + bank_deposits(world) - bank_loans(world)
     return res
 
 

@@ -160,10 +160,6 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         f_bad_rounds=np.zeros(m, dtype=np.int64),
         # markup over unit labour cost: K&S prices at marginal cost give 1 / labour share - 1 (~0.52)
         f_markup=np.maximum(price * out / np.maximum(L * wage0, 1.0) - 1.0, 0.0),
-        # last round's profit, as if round -1 was round 0: sales less wages and wear
-        f_profit=np.floor(
-            out * price - L * wage0 - K * s.automation.depreciation * cap_price * price0
-        ).astype(np.int64),
         f_output=out.copy(),
         f_loan=np.zeros(m, dtype=np.int64),
         f_loan_bank=(np.arange(m) % nb).astype(np.int64),

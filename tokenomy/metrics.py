@@ -40,6 +40,7 @@ __all__ = [
     "RoundData",
     "gini",
     "llm_metrics",
+    "metrics_row",
     "round_metrics",
     "top_share",
 ]
@@ -103,6 +104,30 @@ class RoundData:
         kinds = registry.payment_kinds()
         return accounts.flow_matrix(self.world, o.postings, kinds, o.opening_balance, o.opening_reserves)
 
+    @cached_property
+    def unit_costs(self) -> NDArray[np.float64]:
+        """Each firm's average cost of this round's output, cents per unit: wages and the wear of its
+        capital at replacement cost (what national accounts value a change in inventories at)."""
+        o, w = self.outcome, self.world
+        assert o.wage_bill is not None and o.capital_wear is not None
+        cost = o.wage_bill + o.capital_wear * w.capital_price * self.price_index
+        out: NDArray[np.float64] = cost / np.maximum(self._output, 1e-12)
+        # a firm that made (almost) nothing has no meaningful unit cost; dividing by a sliver of output
+        # gave costs of 1e20 cents a unit and cancellation errors of 1% of GDP in the identity check
+        return np.where(self._output > 1e-6, out, 0.0)
+
+    @cached_property
+    def inventory_change_cents(self) -> float:
+        """The round's change in inventories, valued at cost."""
+        o = self.outcome
+        assert o.opening_inventory is not None
+        return float((self.unit_costs * (self.world.f_inventory - o.opening_inventory)).sum())
+
+    @cached_property
+    def gdp_expenditure_cents(self) -> float:
+        """GDP by expenditure: consumption + investment + government + change in inventories at cost."""
+        return float(self.purchases.amount.sum()) + self.inventory_change_cents
+
     @property
     def _output(self) -> NDArray[np.float64]:
         assert self.outcome.output is not None
@@ -153,29 +178,6 @@ def potential_output(d: RoundData) -> float:
     return units * d.price_index / 100
 
 
-def unit_cost(d: RoundData) -> NDArray[np.float64]:
-    """Each firm's average cost of this round's output, cents per unit: wages and the wear of its
-    capital at replacement cost (what national accounts value a change in inventories at)."""
-    o, w = d.outcome, d.world
-    assert o.wage_bill is not None and o.capital_wear is not None
-    cost = o.wage_bill + o.capital_wear * w.capital_price * d.price_index
-    out: NDArray[np.float64] = cost / np.maximum(d._output, 1e-12)
-    # a firm that made (almost) nothing has no meaningful unit cost; dividing by a sliver of output
-    # gave costs of 1e20 cents a unit and cancellation errors of 1% of GDP in the identity check
-    return np.where(d._output > 1e-6, out, 0.0)
-
-
-def inventory_change_at_cost(d: RoundData) -> float:
-    o = d.outcome
-    assert o.opening_inventory is not None
-    return float((unit_cost(d) * (d.world.f_inventory - o.opening_inventory)).sum())
-
-
-def gdp_expenditure(d: RoundData) -> float:
-    """GDP by expenditure: consumption + investment + government + change in inventories at cost, cents."""
-    return float(d.purchases.amount.sum()) + inventory_change_at_cost(d)
-
-
 def gdp_discrepancy_explained(d: RoundData) -> float:
     """What GDP by production and by expenditure must differ by, cents: production values unsold
     output at the round's price index, expenditure at cost, and counts none of the stock that
@@ -185,7 +187,7 @@ def gdp_discrepancy_explained(d: RoundData) -> float:
     assert o.inventory_decay is not None
     sold = np.bincount(d.purchases.seller, weights=d.purchases.quantity, minlength=w.n_firms)
     unsold = d._output - sold  # from the round's purchases: an entrant's reset sales would hide its stock
-    c = unit_cost(d)
+    c = d.unit_costs
     return float(((d.price_index - c) * unsold).sum() + (c * o.inventory_decay).sum())
 
 
@@ -198,7 +200,7 @@ def book_token_wealth(d: RoundData) -> float:
     nw = (
         w.firm_balance()
         + w.f_capital * w.capital_price * d.price_index
-        + w.f_inventory * unit_cost(d)
+        + w.f_inventory * d.unit_costs
         - w.f_loan
     )
     value[firms] = nw
@@ -282,9 +284,9 @@ METRICS: dict[str, Metric] = {
     "state_balance": lambda d: float(d.world.balance_of("regulator")[0]) / 100,
     "income_benefits": lambda d: float(d._income("benefits").sum()) / 100,
     # national accounts
-    "gdp_expenditure": lambda d: gdp_expenditure(d) / 100,
-    "inventory_change": lambda d: inventory_change_at_cost(d) / 100,
-    "gdp_discrepancy": lambda d: (d.gdp_cents - gdp_expenditure(d)) / 100,
+    "gdp_expenditure": lambda d: d.gdp_expenditure_cents / 100,
+    "inventory_change": lambda d: d.inventory_change_cents / 100,
+    "gdp_discrepancy": lambda d: (d.gdp_cents - d.gdp_expenditure_cents) / 100,
     "gdp_discrepancy_explained": lambda d: gdp_discrepancy_explained(d) / 100,
     "utilisation": lambda d: _share(float(d._output.sum()), float(_or(d.outcome.capacity, d._output).sum())),
     "vacancy_rate": lambda d: vacancy_rate(d),
@@ -342,9 +344,14 @@ def round_metrics(
 ) -> dict[str, Any]:
     """One row of ``metrics.parquet`` for the round that just settled (money in currency units):
     the built-in ``METRICS``, the LLM usage columns, then ``extra`` (a user's own)."""
-    d = RoundData(world, view, outcome, scenario)
+    return metrics_row(RoundData(world, view, outcome, scenario), extra)
+
+
+def metrics_row(d: RoundData, extra: Mapping[str, Metric] | None = None) -> dict[str, Any]:
+    """:func:`round_metrics` from a :class:`RoundData` the caller keeps (the recorder reuses its
+    sector matrices for ``accounts.parquet`` instead of building them twice)."""
     row: dict[str, Any] = {name: fn(d) for name, fn in METRICS.items()}
-    row |= llm_metrics(outcome.llm_records, scenario)
+    row |= llm_metrics(d.outcome.llm_records, d.scenario)
     for name, fn in (extra or {}).items():
         if name in row:
             raise ValueError(f"metric {name!r} would replace a built-in column")

@@ -41,7 +41,6 @@ class RoundOutcome:
     wages: NDArray[np.int64] | None = None  # gross, per household
     wage_bill: NDArray[np.int64] | None = None  # gross, per firm
     interest_paid: NDArray[np.int64] | None = None  # loan interest, per firm
-    robot_tax: NDArray[np.int64] | None = None  # per firm
     dividends: NDArray[np.int64] | None = None
     interest: NDArray[np.int64] | None = None
     ubi: NDArray[np.int64] | None = None

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from tokenomy import accounts, registry
 from tokenomy.agents.base import MarketView
-from tokenomy.metrics import Metric, round_metrics
+from tokenomy.metrics import Metric, RoundData, metrics_row
 from tokenomy.outcome import RoundOutcome
 from tokenomy.scenario import Scenario
 from tokenomy.store import RunWriter, payments_frame
@@ -78,7 +78,8 @@ class Recorder:
     def record(self, world: World, view: MarketView, outcome: RoundOutcome) -> dict[str, Any]:
         """Append the round's metrics row and tables; returns the row."""
         w, o = world, outcome
-        row = round_metrics(w, view, o, self.scenario, self.metrics)
+        d = RoundData(w, view, o, self.scenario)
+        row = metrics_row(d, self.metrics)
         self.writer.append("metrics", pd.DataFrame([row]))
         if o.trades:
             t = pd.DataFrame(o.trades)
@@ -92,7 +93,7 @@ class Recorder:
         self.writer.append("decisions", self._decisions(w, o))
         if o.events:
             self.writer.append("events", pd.DataFrame(o.events))
-        self.writer.append("accounts", self._accounts(w, o))
+        self.writer.append("accounts", self._accounts(d))
         self.rounds_written += 1
         return row
 
@@ -105,13 +106,13 @@ class Recorder:
             return Snapshot(r, self.path / "snapshots" / name, hashlib.sha256(data).hexdigest())
         return None
 
-    def _accounts(self, w: World, o: RoundOutcome) -> pd.DataFrame:
-        """Both sector matrices of the round in long format (zero cells left out)."""
-        assert o.opening_balance is not None
-        kinds = registry.payment_kinds()
-        names, flows = accounts.flow_matrix(w, o.postings, kinds, o.opening_balance, o.opening_reserves)
+    def _accounts(self, d: RoundData) -> pd.DataFrame:
+        """Both sector matrices of the round in long format (zero cells left out): the ones the
+        metrics already built for ``money_without_counterpart`` and ``sfc_residual``."""
+        o = d.outcome
+        names, flows = d.flows
         parts = []
-        for kind, rows, m in (("balance", accounts.BALANCE_ROWS, accounts.balance_sheet(w)), ("flow", names, flows)):
+        for kind, rows, m in (("balance", accounts.BALANCE_ROWS, d.balance_sheet), ("flow", names, flows)):
             r, c = np.nonzero(m)
             parts.append(
                 pd.DataFrame(

@@ -18,7 +18,7 @@ from tokenomy import accounts, registry
 from tokenomy.agents.bank import BankBatch
 from tokenomy.agents.bank import config as bank_config
 from tokenomy.agents.central_bank import config as central_bank_config
-from tokenomy.agents.firm import FirmBatch, robot_tax_due
+from tokenomy.agents.firm import FirmBatch, debt_due, robot_tax_due
 from tokenomy.agents.firm import config as firm_config
 from tokenomy.agents.household import HouseholdBatch
 from tokenomy.agents.network import NetworkBatch
@@ -221,8 +221,7 @@ def debt(w: World, o: RoundOutcome, s: Scenario) -> None:
     """Debt service after sales, then the robot tax, each from what the firm has."""
     firms = w.layout.accounts("firm")
     owed = o.opening_loans if o.opening_loans is not None else w.f_loan
-    interest = np.floor(owed * w.f_loan_rate).astype(np.int64)
-    principal = np.minimum(np.ceil(owed * bank_config(s).amortization), owed).astype(np.int64)
+    interest, principal = debt_due(owed, w.f_loan_rate, bank_config(s).amortization)
     o.interest_paid, written_off, o.defaulted = service_debt(w, interest, principal)
     o.written_off = int(written_off.sum())
     lay = w.layout
@@ -238,7 +237,6 @@ def debt(w: World, o: RoundOutcome, s: Scenario) -> None:
         )
     tax = np.minimum(robot_tax_due(w, s), w.ledger.spendable(firms))
     w.ledger.transfer("robot_tax", firms, w.layout.first("regulator"), tax)
-    o.robot_tax = tax.astype(np.int64)
 
 
 def wages(w: World, o: RoundOutcome, s: Scenario) -> None:
@@ -374,7 +372,6 @@ def stocks(w: World, o: RoundOutcome, s: Scenario) -> None:
     assert o.invest_qty is not None and o.output is not None
     assert o.wages is not None and o.dividends is not None and o.interest is not None and o.ubi is not None
     wear = w.f_capital * s.automation.depreciation
-    w.f_profit = firm_profit(w, o, wear)
     w.f_capital = w.f_capital - wear + o.invest_qty / max(w.capital_price, 1e-12)
     o.capital_wear = wear
     o.inventory_decay = w.f_inventory * firm_config(s).inventory_decay
@@ -387,21 +384,6 @@ def stocks(w: World, o: RoundOutcome, s: Scenario) -> None:
         + o.ubi
         + (o.benefits if o.benefits is not None else 0)
     )
-
-
-def firm_profit(w: World, o: RoundOutcome, wear: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Each firm's profit this round, cents: sales less wages, interest, robot tax and the wear of
-    its capital at replacement cost (what dividends are paid from, next round)."""
-    assert o.purchases is not None and o.wage_bill is not None
-    revenue = np.bincount(o.purchases.seller, weights=o.purchases.amount, minlength=w.n_firms)
-    costs = o.wage_bill + _or_zero(o.interest_paid, w.n_firms) + _or_zero(o.robot_tax, w.n_firms)
-    depreciation = wear * w.capital_price * (o.price_index if o.price_index is not None else w.price_index)
-    profit: NDArray[np.int64] = np.floor(revenue - costs - depreciation).astype(np.int64)
-    return profit
-
-
-def _or_zero(x: NDArray[np.int64] | None, n: int) -> NDArray[np.int64]:
-    return x if x is not None else np.zeros(n, dtype=np.int64)
 
 
 def bank_books(w: World, o: RoundOutcome, s: Scenario) -> None:
@@ -420,7 +402,7 @@ def bank_books(w: World, o: RoundOutcome, s: Scenario) -> None:
     w.b_profit = w.b_equity - opening + o.batch("bank", BankBatch).dividend
     p = bank_config(s)
     lay = w.layout
-    loans = np.bincount(w.f_loan_bank, weights=w.f_loan, minlength=w.b_equity.size)
+    loans = accounts.bank_loans(w)
     need = np.where(w.b_equity < 0, np.ceil(p.capital_ratio * loans) - w.b_equity, 0).astype(np.int64)
     state = lay.first("regulator")
     for b in np.flatnonzero(need > 0):

@@ -127,7 +127,7 @@ def _enter(w: World, o: RoundOutcome, s: Scenario, f: int) -> None:
     w.f_wage[f] = float(w.f_wage[others].mean()) if others.any() else w.f_wage[f]
     w.f_expected[f] = float(np.median(w.f_expected[others])) if others.any() else 0.0
     w.f_sales[f], w.f_unmet[f], w.f_unfilled[f], w.f_vacancies[f] = 0.0, 0.0, 0, 0
-    w.f_profit[f], w.f_bad_rounds[f] = 0, 0
+    w.f_bad_rounds[f] = 0
     w.f_markup[f] = float(np.median(w.f_markup[others])) if others.any() else 0.0
     o.events.append(
         {

@@ -151,7 +151,6 @@ class World:
     f_unmet: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # units demanded, not served
     f_unfilled: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # vacancies left open
     f_vacancies: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # posted last round
-    f_profit: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # last round, cents
     f_expected: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # expected sales, units
     f_markup: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # over unit cost (markup pricing)
     f_bad_rounds: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # rounds in default, running

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
 from tokenomy.agents.bank import BankBatch, BankDecision, Banks, config, grant_loans
 from tokenomy.agents.base import MarketView
@@ -22,12 +21,6 @@ def _batch(**fields: list[float] | list[int]) -> BankBatch:
     for k, v in fields.items():
         setattr(b, k, np.asarray(v, dtype=getattr(b, k).dtype))
     return b
-
-
-def _deposits(world: World) -> NDArray[np.float64]:
-    """What each bank owes: its households' and its firms' deposits."""
-    hh = np.bincount(world.h_bank, weights=world.household_balance(), minlength=2)
-    return hh + np.bincount(world.f_loan_bank, weights=world.firm_balance(), minlength=2)
 
 
 def test_rule_rates_follow_the_policy_rate_and_dividends_share_profit_above_the_requirement(

@@ -40,7 +40,7 @@ def test_a_firm_with_negative_net_worth_exits_and_an_entrant_takes_its_place() -
     bankruptcy = next(e for e in o.events if e["kind"] == "bankruptcy")
     assert bankruptcy["agent"] == f"f{f}" and bankruptcy["counterparty"] == f"b{bank}" and bankruptcy["amount"] > 0
     assert w.f_loan[f] == 0 and o.written_off >= bankruptcy["amount"]  # the rest of its loan is charged off
-    assert (w.h_employer != f).all() or o.hired > 0  # its workers were let go (some may be hired again)
+    assert (w.h_employer != f).all()  # no one works there: fired as it shrank, or laid off at exit
     # the old token is cancelled; the new one is held by the households who paid for it
     new_holders = np.flatnonzero(w.holdings[:, token])
     assert w.holdings[:, token].sum() == w.t_outstanding[token] > 0
@@ -67,6 +67,15 @@ def test_firms_in_default_for_too_long_exit_and_exit_can_be_switched_off() -> No
     firm_turnover(w, o, load_scenario("baseline", [*SMALL, "roles.firm.exit_and_entry=false"]))
     assert w.f_bad_rounds.tolist() == [2, 1, 0, 0, 0, 0]
     assert exiting_firms(w, sc, w.price_index).tolist() == [0]  # two rounds running: out
+    # an exit with staff lays them all off, and says how many
+    staff = np.flatnonzero(w.h_employer == 0)
+    assert staff.size > 0
+    o = RoundOutcome(w.round, defaulted=np.array([True, False, False, False, False, False]))
+    firm_turnover(w, o, sc)
+    bankruptcy = next(e for e in o.events if e["kind"] == "bankruptcy")
+    assert (w.h_employer[staff] == -1).all() and o.fired == staff.size
+    assert bankruptcy["detail"].startswith(f"{staff.size} workers laid off")
+    assert accounts.money_without_counterpart(w) == 0
 
     off = Simulation(load_scenario("baseline", [*SMALL, "roles.firm.exit_and_entry=false"]))
     off.step()
