@@ -7,10 +7,12 @@ what it pays creates them. Its own funds are its net worth, ``World.b_equity``, 
 flows and charged with its loan losses (``tokenomy.accounts``).
 
 Rule-based lending: a firm may borrow up to ``max_leverage`` times the value of its capital, at
-``loan_rate + loan_spread * leverage``; a bank lends while its net worth stays above
-``capital_ratio`` of its loans (a capital-adequacy ratio, Basel-style), rationing requests pro rata
-when they exceed what it may lend, and pays ``payout_ratio`` of last round's profit as dividends
-(Caiani et al. 2016), never more than its net worth above that requirement.
+``loan_rate + loan_spread * leverage``. A bank pays its deposit rate, but never more than its loans
+earn per deposit (reserves earn nothing by default, so a bank with more deposits than loans pays
+less on them); it lends while its net worth stays above ``capital_ratio`` of its loans (a
+capital-adequacy ratio, Basel-style), rationing requests pro rata when they exceed what it may
+lend, and pays ``payout_ratio`` of last round's profit as dividends (Caiani et al. 2016), never
+more than its net worth above that requirement.
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from tokenomy.market.clearing import pro_rata
 from tokenomy.scenario import Bank, Scenario
 from tokenomy.world import World
 
-__all__ = ["BankBatch", "BankDecision", "BankObservation", "Banks", "config", "grant_loans", "rates"]
+__all__ = [
+    "BankBatch",
+    "BankDecision",
+    "BankObservation",
+    "Banks",
+    "config",
+    "grant_loans",
+    "loan_yield_per_deposit",
+    "rates",
+]
 
 
 def config(scenario: Scenario) -> Bank:
@@ -108,7 +119,21 @@ class Banks:
         deposit_rate, loan_rate = rates(world.policy_rate, p)
         div = np.minimum(np.floor(p.payout_ratio * np.maximum(world.b_profit, 0)), _free_equity(world, scenario))
         notes = np.full(b, "", dtype=object)
-        return BankBatch(np.full(b, deposit_rate), np.full(b, loan_rate), div.astype(np.int64), notes)
+        paid = np.minimum(deposit_rate, loan_yield_per_deposit(world))
+        return BankBatch(paid, np.full(b, loan_rate), div.astype(np.int64), notes)
+
+
+def loan_yield_per_deposit(world: World) -> NDArray[np.float64]:
+    """Per bank, the interest its loans earn this round per unit of its deposits: the most it can
+    pay on deposits without losing money on them. A bank whose deposits far exceed its loans
+    (money created by the state's deficits rather than by lending) pays less, as banks do; paying
+    the policy rate on every deposit instead needs interest on reserves, which the central bank
+    pays with new money, and that fed inflation back into the rate (measured)."""
+    earned = np.bincount(
+        world.f_loan_bank, weights=world.f_loan * world.f_loan_rate, minlength=world.layout.count("bank")
+    )
+    out: NDArray[np.float64] = earned / np.maximum(accounts.bank_deposits(world).astype(np.float64), 1.0)
+    return out
 
 
 def rates(policy_rate: float, p: Bank) -> tuple[float, float]:

@@ -150,8 +150,10 @@ class Firm(RoleConfig):
     production: Literal["capacity", "planned"] = Field(
         "capacity", description="make all the workforce and capital can, or the planned output up to that"
     )
-    wage_rule: Literal["vacancies", "tightness"] = Field(
-        "vacancies", description="wages follow the firm's unfilled vacancies, or the vacancy/unemployment ratio"
+    wage_rule: Literal["rigid", "vacancies", "tightness"] = Field(
+        "rigid",
+        description="wages rise with the firm's unfilled vacancies and never fall (Delli Gatti et al., as"
+        " published), also fall with slack (vacancies), or follow the vacancy/unemployment ratio (tightness)",
     )
     unemployment_norm: float = Field(
         0.08, gt=0, le=1, description="vacancies rule: unemployment at which wage offers fall fastest"
@@ -214,6 +216,10 @@ class CentralBank(RoleConfig):
     )
     trend_rounds: float = Field(24.0, ge=1, description="rounds the output trend averages over (exponential)")
     advance_interest: bool = Field(False, description="the state pays the policy rate on its central-bank debt")
+    reserve_remuneration: float = Field(
+        0.0, ge=0, le=1, description="share of the policy rate paid on banks' reserves (0: none, as the Fed"
+        " before 2008; 1: a floor system)",
+    )
 
 
 class Network(RoleConfig):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from tokenomy import accounts
 from tokenomy.agents.bank import BankBatch, BankDecision, Banks, config, grant_loans
 from tokenomy.agents.base import MarketView
 from tokenomy.scenario import Scenario
@@ -30,9 +31,13 @@ def test_rule_rates_follow_the_policy_rate_and_dividends_share_profit_above_the_
     world.f_loan[:] = [500_000_000, 0, 0, 0]  # firm 0 borrows from bank 0 (firms 0 and 2 bank there)
     world.policy_rate = 0.06  # annual: 0.5% a month
     world.b_profit[:] = [2_000_000, -5]
+    world.f_loan_rate[:] = 0.01
     batch = Banks().heuristic(world, view, scenario, np.random.default_rng(0))
     deposit, loan = 0.005 - p.deposit_markdown, 0.005 + p.loan_markup
-    assert batch.deposit_rate == pytest.approx([deposit] * 2) and batch.loan_rate == pytest.approx([loan] * 2)
+    yield0 = 500_000_000 * 0.01 / accounts.bank_deposits(world)[0]
+    assert yield0 > deposit  # bank 0's loans earn more than the rule's deposit rate: it pays the rule's
+    assert batch.deposit_rate == pytest.approx([deposit, 0.0])  # bank 1 lends nothing: it pays nothing
+    assert batch.loan_rate == pytest.approx([loan] * 2)
     assert batch.dividend.tolist() == [1_000_000, 0]  # half of last round's profit; a loss pays nothing
     world.b_equity[0] = int(0.08 * 500_000_000) + 300  # barely above its capital requirement
     assert Banks().heuristic(world, view, scenario, np.random.default_rng(0)).dividend[0] == 300
@@ -40,8 +45,22 @@ def test_rule_rates_follow_the_policy_rate_and_dividends_share_profit_above_the_
 
 def test_fixed_rates_are_the_scenarios(build: Build) -> None:
     sc, world, view = build('roles.bank.rates="fixed"')
+    world.f_loan[:] = 10**10  # every bank's loans earn more than the fixed deposit rate costs
+    world.f_loan_rate[:] = 0.005
     batch = Banks().heuristic(world, view, sc, np.random.default_rng(0))
     assert batch.deposit_rate.tolist() == [0.001] * 2 and batch.loan_rate.tolist() == [0.005] * 2
+
+
+def test_a_bank_pays_on_deposits_no_more_than_its_loans_earn(build: Build) -> None:
+    sc, world, view = build('roles.bank.rates="fixed"', "roles.bank.deposit_rate=0.01")
+    world.f_loan[:] = [10_000_000, 0, 30_000_000, 0]  # firms 0 and 2 borrow from bank 0
+    world.f_loan_rate[:] = 0.004
+    earned = (10_000_000 + 30_000_000) * 0.004
+    paid = Banks().heuristic(world, view, sc, np.random.default_rng(0)).deposit_rate
+    deposits = accounts.bank_deposits(world)
+    assert paid[0] == pytest.approx(earned / deposits[0]) and paid[0] < 0.01
+    assert paid[1] == 0.0  # no loans, nothing earned: its deposits earn nothing
+    assert paid[0] * deposits[0] <= earned + 1e-6  # its deposit interest never exceeds its loan interest
 
 
 def test_no_dividend_when_own_funds_are_below_what_must_be_kept(

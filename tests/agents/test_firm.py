@@ -240,10 +240,27 @@ def test_labour_hoarding_never_sheds_more_than_max_fire_share(
 
 
 # -- wages ------------------------------------------------------------------------------------------
-def test_wage_offers_rise_with_unfilled_vacancies_and_fall_otherwise(
+def test_rigid_wages_rise_with_unfilled_vacancies_and_never_fall(
     scenario: Scenario, world: World, view: MarketView
 ) -> None:
     p = config(scenario)
+    assert p.wage_rule == "rigid"  # the default: Delli Gatti et al.'s rule as published
+    world.f_unfilled[:] = [2, 0, 1, 0]
+    old = world.f_wage.copy()
+    for u in (0.0, 0.05, 0.5):  # unemployment plays no part: the signal is the firm's own vacancies
+        for rng in _seeds():
+            change = wage_offer(world, replace(view, unemployment=u), p, rng) / old - 1
+            assert np.all(change[[0, 2]] > 0) and np.all(change[[0, 2]] <= p.eta_wage)
+            assert change[[1, 3]].tolist() == [0.0, 0.0]
+    world.f_wage[:] = [100.0, 100.0, 5_000.0, 100.0]
+    floored = wage_offer(world, view, p.model_copy(update={"min_wage": 20.0}), np.random.default_rng(1))
+    assert floored[[0, 1, 3]].tolist() == [2_000.0, 2_000.0, 2_000.0] and floored[2] > 5_000.0
+
+
+def test_wage_offers_rise_with_unfilled_vacancies_and_fall_otherwise(
+    scenario: Scenario, world: World, view: MarketView
+) -> None:
+    p = config(scenario).model_copy(update={"wage_rule": "vacancies"})
     world.f_unfilled[:] = [2, 0, 1, 0]
     old = world.f_wage.copy()
     tight = replace(view, unemployment=0.0)
@@ -254,7 +271,7 @@ def test_wage_offers_rise_with_unfilled_vacancies_and_fall_otherwise(
 
 
 def test_unemployment_damps_wage_rises_and_deepens_cuts(scenario: Scenario, world: World, view: MarketView) -> None:
-    p = config(scenario)
+    p = config(scenario).model_copy(update={"wage_rule": "vacancies"})
     world.f_unfilled[:] = [2, 0, 1, 0]
     old = world.f_wage.copy()
     low = wage_offer(world, replace(view, unemployment=0.02), p, np.random.default_rng(5)) / old - 1

@@ -87,12 +87,14 @@ def _step_with(sim: Simulation, monkeypatch: pytest.MonkeyPatch, steps: tuple[St
 
 
 # -- 1. the invariants, every round --------------------------------------------------------------
-@pytest.mark.parametrize("name", ["baseline", "automation_shock"])
-def test_every_cent_has_a_counterpart_and_both_matrices_balance_every_round(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "overrides"), [("baseline", ()), ("automation_shock", ("roles.central_bank.reserve_remuneration=1",))]
+)
+def test_every_cent_has_a_counterpart_and_both_matrices_balance_every_round(name: str, overrides: tuple[str]) -> None:
     """30 rounds: money_without_counterpart is 0, balance-sheet instrument rows and columns (the
     central bank's is -money_without_counterpart) and flow-matrix rows and columns sum to zero,
-    and the banks' implied reserves add up to the sector's."""
-    sim = _sim(name)
+    and the banks' implied reserves add up to the sector's (also with interest on reserves)."""
+    sim = _sim(name, *overrides)
     lent = interest = 0
     for r in range(30):
         o = sim.step()
@@ -408,7 +410,7 @@ def test_central_bank_advances_are_the_change_in_the_states_debt_round_by_round(
 def test_a_snapshot_keeps_the_registers_and_the_future() -> None:
     """World.from_bytes(world.to_bytes()) restores the net-worth registers, the state's debt, the
     issuer mask and the money supply exactly, and 5 more rounds from it give identical metrics."""
-    sim = _sim("automation_shock")
+    sim = _sim("automation_shock", "roles.central_bank.reserve_remuneration=1")
     for _ in range(6):
         sim.step()
     w = sim.world
