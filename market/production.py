@@ -15,7 +15,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["cost_minimising_ratio", "labour_required", "marginal_products", "output", "output_per_worker"]
+__all__ = [
+    "cost_minimising_ratio",
+    "labour_at_marginal_product",
+    "labour_required",
+    "marginal_products",
+    "output",
+    "output_per_worker",
+]
 
 _EPS = 1e-12
 _Floats = NDArray[np.float64]
@@ -126,3 +133,26 @@ def labour_required(Y: ArrayLike, K: ArrayLike, phi: ArrayLike, A: float, sigma:
         ces = np.where((rest > 0) & (wl > 0), (rest / np.where(wl > 0, wl, 1.0)) ** (1.0 / rho), np.inf)
     out = np.where(in_linear, lin, ces)
     return np.where(Y_ <= 0, 0.0, out)
+
+
+def labour_at_marginal_product(
+    m: ArrayLike, K: ArrayLike, phi: ArrayLike, A: float, sigma: float
+) -> NDArray[np.float64]:
+    """Labour at which, with installed capital ``K``, the marginal product of labour falls to ``m``
+    (a real wage: the wage over the price), Korinek & Suh's labour demand ``w = p MPL``.
+
+    The marginal product depends on ``K/L`` alone, falls as labour is added and reaches ``A`` where
+    labour starts doing automatable tasks (the linear region), where it stays: so where ``m <= A``
+    every worker pays for herself (``inf``), and otherwise the CES first-order condition
+    ``A wl (wk k^rho + wl)^(1/rho - 1) = m`` gives the capital per worker ``k`` and ``L = K / k``.
+    """
+    _check_sigma(sigma)
+    m_, K_, phi_ = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (m, K, phi)))
+    rho = (sigma - 1.0) / sigma
+    wk = np.clip(phi_, _EPS, 1.0) ** (1.0 / sigma)
+    wl = np.clip(1.0 - phi_, 0.0, 1.0) ** (1.0 / sigma)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inner = (m_ / (A * np.where(wl > 0, wl, 1.0))) ** (rho / (1.0 - rho)) - wl
+        k = (inner / wk) ** (1.0 / rho)
+        L = np.where((inner > 0) & np.isfinite(k) & (k > 0), K_ / k, 0.0)
+    return np.where((m_ <= A) | (wl <= 0), np.inf, np.maximum(L, 0.0))

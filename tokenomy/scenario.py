@@ -163,7 +163,22 @@ class Firm(RoleConfig):
     )
     min_wage: float = Field(0.0, ge=0, description="lowest wage a firm may offer, per round, currency units")
     inventory_target: float = Field(0.1, ge=0, description="buffer stock as a share of expected sales")
+    investment_rule: Literal["gap", "utilisation"] = Field(
+        "gap",
+        description="close automation.adjustment of the gap to the capital expected sales need each round, or"
+        " grow capital with expected utilisation against a target (Caiani et al. 2016)",
+    )
+    utilisation_target: float = Field(
+        0.8, gt=0, le=1, description="utilisation rule: expected sales over capacity a firm aims at (Caiani: 0.8)"
+    )
+    investment_sensitivity: float = Field(
+        0.0066, ge=0, le=1, description="utilisation rule: capital growth per round per unit of relative"
+        " utilisation gap (Caiani et al. 2016: 0.02 a quarter)",
+    )
     max_fire_share: float = Field(0.1, ge=0, le=1, description="largest share of its workers a firm lets go per round")
+    hire_to_marginal_product: bool = Field(
+        True, description="hire no worker whose marginal product is worth less than her wage (K&S labour demand)"
+    )
     inventory_decay: float = Field(0.05, ge=0, le=1, description="share of unsold stock lost per round")
     payout_ratio: float = Field(0.9, ge=0, le=1, description="share of last round's profit paid as dividends")
     cash_buffer_rounds: float = Field(1.0, ge=0, description="wage bills kept in cash before paying dividends")

@@ -28,6 +28,7 @@ from tokenomy.agents.firm import (
     output_plan,
     posted_price,
     price_or_quantity,
+    profitable_workforce,
     share_issue,
     target_workforce,
     unit_cost,
@@ -192,13 +193,33 @@ def test_investment_replaces_wear_and_closes_part_of_the_gap(
     scenario: Scenario, world: World, view: MarketView
 ) -> None:
     a = scenario.automation
+    assert config(scenario).investment_rule == "gap"
     K = world.f_capital
     unit = world.capital_price * view.mean_price  # cents per unit of capital
-    keep = investment_budget(world, view, a, K.copy())
+    keep = investment_budget(world, view, scenario, K.copy())
     assert np.all(np.abs(keep - a.depreciation * K * unit) <= 1)
-    grow = investment_budget(world, view, a, 2 * K)
+    grow = investment_budget(world, view, scenario, 2 * K)
     assert np.allclose(grow, (a.adjustment + a.depreciation) * K * unit, atol=1)
-    assert investment_budget(world, view, a, np.zeros_like(K)).tolist() == [0] * 4  # capital is never sold
+    assert investment_budget(world, view, scenario, np.zeros_like(K)).tolist() == [0] * 4  # capital is never sold
+
+
+def test_utilisation_rule_grows_capital_with_expected_utilisation_above_target(
+    build: Build,
+) -> None:
+    """Caiani et al. 2016: capital grows by sensitivity * (u - target) / target, u the capital
+    expected sales need over the capital held; at the target it only replaces wear."""
+    sc, world, view = build('roles.firm.investment_rule="utilisation"')
+    p, a = config(sc), sc.automation
+    K = world.f_capital.copy()
+    unit = world.capital_price * view.mean_price
+    need = K * np.array([p.utilisation_target, 1.0, 0.4, 2.0])  # u = 0.8, 1.0, 0.4, 2.0
+    got = investment_budget(world, view, sc, need)
+    g = p.investment_sensitivity * (need / K - p.utilisation_target) / p.utilisation_target
+    want = np.floor(np.maximum(K * (1 + g) - K * (1 - a.depreciation), 0.0) * unit)
+    assert got.tolist() == want.astype(np.int64).tolist()
+    assert abs(got[0] - a.depreciation * K[0] * unit) <= 1  # at the target: replacement only
+    assert got[1] > got[0] and got[3] > got[1]  # more so the further above it
+    assert got[2] < got[0]  # below it: less than replacement, capital shrinks by wear
 
 
 # -- hiring -----------------------------------------------------------------------------------------
@@ -212,6 +233,28 @@ def test_target_workforce_is_the_least_labour_that_meets_planned_output(scenario
     assert np.all(short[1:] < planned[1:])
     huge = target_workforce(world, prod, np.full(4, 1e9), np.zeros(4))
     assert huge.tolist() == [world.n_households] * 4
+
+
+def test_no_worker_is_hired_whose_marginal_product_is_worth_less_than_her_wage(
+    scenario: Scenario, world: World
+) -> None:
+    """Korinek & Suh's labour demand as a cap on the plan: the target stops where the value of the
+    marginal product at this round's price falls below the wage; a wage at most ``p * A`` (labour
+    doing automatable tasks still pays) leaves the plan alone."""
+    prod = scenario.production
+    plan = np.full(4, 50, dtype=np.int64)  # the small economy: 60 households
+    price = np.full(4, 100.0)
+    wage = np.array([40.0, 60.0, 80.0, 200.0])  # real wages 0.4, 0.6, 0.8, 2.0 (A = 0.5)
+    got = profitable_workforce(world, prod, plan, price, wage)
+    assert got[0] == 50  # 0.4 <= A: every planned worker pays for herself
+    assert np.all(got[1:] < 50) and got[1] > got[2] > got[3]  # dearer labour, fewer workers
+    K = world.f_capital[1:]
+    _, mpl = production.marginal_products(K, got[1:].astype(float), world.phi, prod.A, prod.sigma)
+    assert np.all(price[1:] * mpl >= wage[1:] - 1e-9)  # the last worker hired still pays
+    _, mpl_next = production.marginal_products(K, got[1:] + 1.0, world.phi, prod.A, prod.sigma)
+    assert np.all(price[1:] * mpl_next < wage[1:])  # one more would not
+    small = profitable_workforce(world, prod, np.array([3, 0, 1, 2]), price, wage)
+    assert np.all(small <= [3, 0, 1, 2])  # the cap never raises a plan
 
 
 def test_labour_hoarding_example(scenario: Scenario) -> None:

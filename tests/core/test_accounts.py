@@ -382,7 +382,7 @@ UBI = ("roles.regulator.ubi=1000", 'roles.regulator.ubi_financing="money"')
 
 @pytest.mark.parametrize(
     ("overrides", "rounds"),
-    [(UBI, 12), ((), 30)],
+    [(UBI, 12), ((), 60)],
     ids=["money_financed_ubi", "baseline_deficits_and_surpluses"],
 )
 def test_central_bank_advances_are_the_change_in_the_states_debt_round_by_round(

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tokenomy.market.production import (
     cost_minimising_ratio,
+    labour_at_marginal_product,
     labour_required,
     marginal_products,
     output,
@@ -257,3 +258,29 @@ def test_labour_required_rejects_sigma_outside_unit_interval(sigma):
     # regression: sigma in {0, 1} used to raise ZeroDivisionError and other values returned numbers
     with pytest.raises(ValueError, match="sigma"):
         labour_required(1.0, 1.0, 0.5, 1.0, sigma)
+
+
+@SETTINGS
+@given(K=pos, phi=phis, frac=st.floats(0.001, 0.999), A=As, sigma=sigmas)
+def test_labour_at_marginal_product_inverts_the_marginal_product(K, phi, frac, A, sigma):
+    """Between ``A`` and the marginal product of the first worker (bounded, as tasks are
+    complements: ``A (1-phi)^(-1/(1-sigma))``) the marginal product of labour equals ``m`` exactly
+    there, and one more worker would earn less; above that bound no worker pays (0)."""
+    top = A * (1.0 - phi) ** (-1.0 / (1.0 - sigma))
+    m = A + frac * (min(top, 5.0 * A) - A)  # real wages up to 5 A: beyond, labour vanishes below float precision
+    L = float(labour_at_marginal_product(m, K, phi, A, sigma))
+    assert 0.0 < L < math.inf
+    assert marginal_products(K, L, phi, A, sigma)[1] == pytest.approx(m, rel=1e-6)
+    assert marginal_products(K, L * 1.01, phi, A, sigma)[1] < m
+    assert float(labour_at_marginal_product(top * 1.01, K, phi, A, sigma)) == 0.0
+
+
+def test_labour_at_marginal_product_edges():
+    """At or below ``A`` every worker pays for herself (labour's marginal product never falls below
+    ``A``: it can do automatable tasks one for one); vectorised; no capital, no profitable worker
+    beyond the linear region."""
+    K = np.array([10.0, 10.0, 10.0, 0.0])
+    got = labour_at_marginal_product(np.array([0.5, 0.3, 0.8, 0.8]), K, 0.608, 0.5, 0.5)
+    assert np.isinf(got[0]) and np.isinf(got[1])
+    assert 0.0 < got[2] < 10.0 * (1 - 0.608) / 0.608  # inside the CES region, short of the kink
+    assert got[3] == 0.0
