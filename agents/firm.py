@@ -20,7 +20,7 @@ Rule-based policy, vectorised over firms:
   Gatti et al. as published), also fall otherwise (``"vacancies"``), or move with the
   vacancy/unemployment ratio, symmetrically (``"tightness"``); never below ``min_wage``. Each way
   wage inflation falls as unemployment rises (the Phillips curve).
-* **Cash**: dividends are ``payout_ratio`` of the cash beyond this round's needs and a buffer of
+* **Cash**: dividends are ``payout_ratio`` (a small share: dividends are smooth) of the cash beyond this round's needs and a buffer of
   ``cash_buffer_rounds`` wage bills, paid only while the firm's leverage is at most
   ``leverage_target`` (a firm in debt retains its earnings); a shortfall is asked of the bank,
   and if equity issuance is on, also offered as new tokens.
@@ -476,7 +476,13 @@ def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArr
     value of its capital) is at most ``leverage_target``: a firm in debt retains its earnings
     (and borrows less), one out of it pays out what it does not need, so money does not pile up
     idle in firms. Paying a share of profit instead leaked demand here: a shrinking firm's
-    depreciation allowance, retained as cash, was never spent."""
+    depreciation allowance, retained as cash, was never spent.
+
+    Paid out gradually (``payout_ratio`` 0.03 a round: Lintner 1956's speed of adjustment of
+    dividends, about 0.3 a year, monthly), so dividends are smooth. Paid at once (0.9, the first
+    engine's value), they rose whenever investment fell, by what it fell: households' income did
+    not move with output, and consumption did not either (measured on ``baseline``, 5 seeds:
+    corr(C, Y) -0.10 against 0.5 or more with 0.03; inflation 0.45% against 0.39% a round)."""
     bal = world.firm_balance().astype(np.float64)
     spare = np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)
     capital_value = world.f_capital * world.capital_price * world.price_index

@@ -180,7 +180,10 @@ class Firm(RoleConfig):
         True, description="hire no worker whose marginal product is worth less than her wage (K&S labour demand)"
     )
     inventory_decay: float = Field(0.05, ge=0, le=1, description="share of unsold stock lost per round")
-    payout_ratio: float = Field(0.9, ge=0, le=1, description="share of last round's profit paid as dividends")
+    payout_ratio: float = Field(
+        0.03, ge=0, le=1, description="share of the cash beyond needs and buffer paid as dividends per round"
+        " (Lintner 1956's speed of adjustment, ~0.3 a year, monthly)",
+    )
     cash_buffer_rounds: float = Field(1.0, ge=0, description="wage bills kept in cash before paying dividends")
     leverage_target: float = Field(
         0.5, ge=0, description="no dividend while loans exceed this multiple of the capital's value"

@@ -329,7 +329,7 @@ def test_unemployment_damps_wage_rises_and_deepens_cuts(scenario: Scenario, worl
 
 # -- cash -------------------------------------------------------------------------------------------
 def test_cash_rules_example(scenario: Scenario, world: World) -> None:
-    p = config(scenario)  # payout_ratio 0.9, cash_buffer_rounds 1, max_issue_share 0.02; no loans
+    p = config(scenario)  # payout_ratio 0.03, cash_buffer_rounds 1, max_issue_share 0.02; no loans
     world.firm_balance()[:] = [10_000_000, 1_000_000, 0, 5_000_000]
     wage_bill = np.array([1_000_000.5, 1_000_000.0, 200_000.0, 2_000_000.0])
     need = cash_need(wage_bill, np.array([100, 0, 50, 0]), np.array([0, 500_000, 0, 1_000_000]))
@@ -337,7 +337,8 @@ def test_cash_rules_example(scenario: Scenario, world: World) -> None:
     loan = loan_request(world, need)
     assert loan.tolist() == [0, 500_000, 200_050, 0]
     div = dividends(world, p, need, wage_bill)
-    assert div.tolist() == [np.floor(0.9 * (10_000_000 - 1_000_100.5 - 1_000_000.5)), 0, 0, 0]
+    assert p.payout_ratio == 0.03
+    assert div.tolist() == [np.floor(0.03 * (10_000_000 - 1_000_100.5 - 1_000_000.5)), 0, 0, 0]
     shares = share_issue(world, p, loan)
     tp = world.t_price[world.tokens_of("firm")]
     assert shares.tolist() == [0, int(np.ceil(500_000 / tp[1])), int(np.ceil(200_050 / tp[2])), 0]
