@@ -20,10 +20,10 @@ Rule-based policy, vectorised over firms:
   Gatti et al. as published), also fall otherwise (``"vacancies"``), or move with the
   vacancy/unemployment ratio, symmetrically (``"tightness"``); never below ``min_wage``. Each way
   wage inflation falls as unemployment rises (the Phillips curve).
-* **Cash**: dividends are ``payout_ratio`` (a small share: dividends are smooth) of the cash beyond this round's needs and a buffer of
-  ``cash_buffer_rounds`` wage bills, paid only while the firm's leverage is at most
-  ``leverage_target`` (a firm in debt retains its earnings); a shortfall is asked of the bank,
-  and if equity issuance is on, also offered as new tokens.
+* **Cash**: dividends are ``payout_ratio`` (a small share: dividends are smooth) of the cash
+  beyond this round's needs and a buffer of ``cash_buffer_rounds`` wage bills, paid only while
+  the firm's leverage is at most ``leverage_target`` (a firm in debt retains its earnings); a
+  shortfall is asked of the bank, and if equity issuance is on, also offered as new tokens.
 """
 
 from __future__ import annotations
