@@ -19,7 +19,7 @@ from tokenomy import registry
 from tokenomy.scenario import Scenario, ScenarioError, bundled_scenarios, load_scenario
 
 if TYPE_CHECKING:
-    from tokenomy.runner import Runner
+    from tokenomy.runner import Runner, resume
     from tokenomy.simulation import Simulation
     from tokenomy.store import Run, open_run
 
@@ -33,11 +33,13 @@ __all__ = [
     "load_scenario",
     "open_run",
     "registry",
+    "resume",
 ]
 __version__ = "0.1.0"
 
 _LAZY = {
     "Runner": "tokenomy.runner",
+    "resume": "tokenomy.runner",
     "Simulation": "tokenomy.simulation",
     "Run": "tokenomy.store",
     "open_run": "tokenomy.store",

@@ -1,5 +1,5 @@
-"""The ``tokenomy`` command line: run a scenario, validate one against the literature, list the
-bundled ones, check an LLM endpoint.
+"""The ``tokenomy`` command line: run a scenario, resume a stopped run, validate one against the
+literature, list the bundled ones, check an LLM endpoint.
 
 Errors a user can fix (a bad scenario, a bad ``--set``, an unusable output directory) print one
 message and exit with code 2; no traceback.
@@ -7,11 +7,12 @@ message and exit with code 2; no traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,6 +30,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="tokenomy: a 
 console = Console()
 err = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        console.print(f"tokenomy {metadata.version('tokenomy')}", highlight=False)  # the installed distribution's
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """tokenomy: a multi-agent economy sandbox."""
+
+
 SUMMARY = (
     ("gdp", "GDP", "{:,.0f}"),
     ("consumption", "consumption", "{:,.0f}"),
@@ -42,6 +61,16 @@ SUMMARY = (
     ("rent_share", "rent share of GDP", "{:.2%}"),
     ("automation_share", "automatable share", "{:.3f}"),
 )
+GDP_SHARES = ("labour_share", "rent_share")
+"""Summary rows that are ratios over GDP: a round whose GDP is under ``MIN_GDP`` is left out of their
+means (a tiny economy's GDP of 1e-8 once made the rent share 34 billion percent), n/a if no round is left."""
+MIN_GDP = 1.0  # currency units a round
+
+
+def _mean(rows: list[dict[str, Any]], key: str, fmt: str) -> str:
+    """One cell of the summary: the rows' mean of ``key``, formatted (or n/a: see ``GDP_SHARES``)."""
+    kept = [r[key] for r in rows if key not in GDP_SHARES or r["gdp"] >= MIN_GDP]
+    return fmt.format(sum(kept) / len(kept)) if kept else "n/a"
 
 
 def _progress(quiet: bool, unit: str) -> Progress:
@@ -59,17 +88,133 @@ def _progress(quiet: bool, unit: str) -> Progress:
     )
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     # soft_wrap: a long path in the message stays on one line (greppable, copyable from logs)
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
+
+
+def _interrupted(exc: KeyboardInterrupt, path: Path | None) -> NoReturn:
+    """A run stopped by Ctrl-C, SIGTERM or SIGHUP (its directory already finished): say what was
+    kept and how to go on, and exit 128 + the signal's number, as a shell does."""
+    from tokenomy.runner import RunInterrupted
+
+    signum = exc.signum if isinstance(exc, RunInterrupted) else int(signal.SIGINT)
+    kept = f": its tables are kept in {path}; `tokenomy resume {path}` continues it" if path is not None else ""
+    err.print(f"interrupted by {signal.Signals(signum).name}{escape(kept)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(128 + signum)
+
+
+def _write_failed(exc: OSError, runner: Runner, rows: list[dict[str, Any]]) -> str:
+    """The one line for a run a failed write stopped (a full disk): which file, in which round, what its
+    manifest says now and how to go on."""
+    from tokenomy.store import RunDirError, read_manifest
+
+    where, what = exc.filename or "a file of the run", exc.strerror or str(exc)
+    if runner.path is None:
+        return f"{where}: {what}; nothing was run"
+    try:
+        manifest = read_manifest(runner.path)
+    except RunDirError:
+        manifest = {}
+    ck = manifest.get("checkpoint")
+    after = f"after round {ck['round']}" if isinstance(ck, dict) and "round" in ck else "from its first round"
+    said = (
+        "manifest status 'failed'"
+        if manifest.get("status") == "failed"
+        else "its manifest could not be updated (it still says 'running')"
+    )
+    kept = f"rounds {rows[0]['round']}-{rows[-1]['round']} ran" if rows else "no round ran"
+    return (
+        f"{where}: {what} (writing round {runner.outcome.round}); the run stopped: {kept}, {said}; once the"
+        f" disk has room, `tokenomy resume {runner.path}` continues it {after}"
+    )
+
+
+REPLAY_FREE = (
+    "name",
+    "question",
+    "record",
+    "llm.api_key_env",
+    "llm.max_concurrency",
+    "llm.max_fallback_share",
+    "llm.max_retries",
+    "llm.requests_per_second",
+    "llm.timeout_s",
+    "llm.workers",
+)
+"""Scenario fields a ``--replay`` may change: they shape neither the economy nor the questions asked
+(``rounds`` may be fewer than were recorded)."""
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def _replay_scenario(
+    replay: Path, scenario: str | None, sets: list[str], *, rounds: int | None, seed: int | None
+) -> Scenario:
+    """The scenario of a ``--replay``: the replayed run's own, from its manifest, or ``scenario`` (and
+    ``--set``) when it asks the same questions: another scenario would find no recorded answer for any
+    of its requests, and every decision would silently go to the rules.
+
+    Raises:
+        ScenarioError: naming the run directory, and the fields that differ.
+    """
+    from tokenomy.scenario import scenario_from_data
+    from tokenomy.store import RunDirError, read_manifest
+
+    try:
+        manifest = read_manifest(replay)
+    except RunDirError as exc:  # no run directory, or a damaged manifest: the message names the file
+        raise ScenarioError(str(exc)) from None
+    source = replay / "manifest.json"
+    recorded = scenario_from_data(manifest["scenario"], source)
+    if not recorded.llm_roles():
+        raise ScenarioError(f"--replay {replay}: that run had no LLM-driven roles, so it recorded no answers to replay")
+    if not (replay / "llm-cache.sqlite").is_file():
+        raise ScenarioError(f"--replay {replay}: no recorded LLM answers to replay (llm-cache.sqlite missing)")
+    if scenario is None:
+        sc = scenario_from_data(manifest["scenario"], source, sets, rounds=rounds, seed=seed)
+    else:
+        sc = load_scenario(scenario, sets, rounds=rounds, seed=seed)
+    if not sc.llm_roles():
+        raise ScenarioError(
+            f"--replay {replay}: {scenario or 'the scenario'} has no LLM-driven roles, so there is nothing to replay"
+            f" (the run recorded answers for {', '.join(recorded.llm_roles())}); leave SCENARIO out to replay it"
+        )
+    was, now = _flat(recorded.model_dump(mode="json")), _flat(sc.model_dump(mode="json"))
+    differ = [
+        k
+        for k in sorted(was.keys() | now.keys())
+        if was.get(k) != now.get(k)
+        and not any(k == free or k.startswith(free + ".") for free in REPLAY_FREE)
+        and not (k == "rounds" and sc.rounds <= recorded.rounds)
+    ]
+    if differ:
+        shown = "; ".join(f"{k} = {now.get(k)!r}, recorded {was.get(k)!r}" for k in differ[:3])
+        more = f" and {len(differ) - 3} more field{'s' if len(differ) > 4 else ''}" if len(differ) > 3 else ""
+        given = "SCENARIO and --set" if scenario is not None else "--set, --rounds or --seed"
+        raise ScenarioError(
+            f"--replay {replay}: not the scenario that run recorded ({shown}{more}), so its answers are not to"
+            f" the questions this run would ask; leave {given} out to replay the recorded scenario"
+        )
+    return sc
 
 
 @app.command()
 def run(
     scenario: Annotated[
-        str, typer.Argument(help="bundled scenario name (see `tokenomy scenarios`) or path to a TOML file")
-    ],
+        str | None,
+        typer.Argument(
+            help="bundled scenario name (see `tokenomy scenarios`) or path to a TOML file; with --replay, the"
+            " replayed run's scenario by default",
+            show_default=False,
+        ),
+    ] = None,
     rounds: Annotated[
         int | None, typer.Option("--rounds", "-n", min=1, help="rounds to run (default: the scenario's)")
     ] = None,
@@ -86,28 +231,58 @@ def run(
         bool, typer.Option("--dry-run", help="print the LLM calls, tokens and cost the run would make; call nothing")
     ] = False,
     replay: Annotated[
-        Path | None, typer.Option("--replay", help="replay the LLM answers recorded in this run directory (no network)")
+        Path | None,
+        typer.Option(
+            "--replay",
+            help="replay the LLM answers recorded in this run directory (no network); its scenario unless"
+            " SCENARIO is given, which must then be the same",
+        ),
     ] = None,
 ) -> None:
-    """Run a scenario and write its run directory."""
-    from tokenomy.policies.llm import LLMConfigError
-    from tokenomy.policies.prompts import PromptError
-    from tokenomy.runner import Runner
-    from tokenomy.store import RunDirError
+    """Run a scenario and write its run directory.
 
-    try:
-        sc = load_scenario(scenario, set_ or [], rounds=rounds, seed=seed)
+    Exits 2 on bad input, a missing key or an LLM endpoint that refuses the configuration (before
+    any round), or a write that fails (a full disk: the manifest says 'failed'), and 1 when an LLM
+    run stops because too few of its decisions came from the model.
+    """
+    try:  # before the engine is imported: a bad scenario is one line within a second
+        if replay is not None:
+            sc = _replay_scenario(replay, scenario, set_ or [], rounds=rounds, seed=seed)
+        elif scenario is None:
+            raise ScenarioError("missing SCENARIO: a bundled scenario name (see `tokenomy scenarios`) or a TOML file")
+        else:
+            sc = load_scenario(scenario, set_ or [], rounds=rounds, seed=seed)
     except ScenarioError as exc:
         _fail(str(exc))
         return
+    from tokenomy.policies.llm import LLMConfigError, LLMFallbackError
+    from tokenomy.policies.prompts import PromptError
+    from tokenomy.runner import Runner
+    from tokenomy.store import RunDirError, RunWriter
+
     if dry_run:
         _dry_run(sc)
         return
+    unique = out is None  # a default name is made atomically, suffixed if taken: two runs never share it
     if out is None:
-        out = Path("runs") / f"{sc.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    runner = Runner(sc)
+        out = Path("runs") / f"{sc.name}-{datetime.now():%Y%m%d-%H%M%S-%f}"
+    if replay is not None and out.resolve() == replay.resolve():
+        _fail(f"--out {out} is the run being replayed: write the replay into another directory")
+    try:
+        runner = Runner(sc)  # checks the population fits in memory, and the money in int64 cents, first
+    except ScenarioError as exc:
+        _fail(f"{scenario if scenario is not None else Path(str(replay), 'manifest.json')}: {exc}")
+        return
+    try:  # before the progress bar: a wrong key, model or URL is one line on stderr, and nothing is written
+        RunWriter.check(out, overwrite=overwrite)
+        runner.preflight(replay=replay is not None)
+    except (RunDirError, LLMConfigError, PromptError) as exc:
+        runner.close()
+        _fail(str(exc))
+        return
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
+    stopped: LLMFallbackError | None = None
     with _progress(quiet, "rounds") as bar:
         task = bar.add_task(sc.name, total=sc.rounds)
 
@@ -116,12 +291,24 @@ def run(
             bar.advance(task)
 
         try:
-            path = runner.run(out, overwrite=overwrite, on_round=on_round, replay_from=replay)
+            path = runner.run(out, overwrite=overwrite, on_round=on_round, replay_from=replay, unique=unique)
         except (RunDirError, LLMConfigError, PromptError) as exc:
             _fail(str(exc))
             return
+        except OSError as exc:  # a full disk, a file system gone read-only: the file, the round, the manifest
+            _fail(_write_failed(exc, runner, rows))
+            return
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the run directory is finished already
+            _interrupted(exc, runner.path)
+        except LLMFallbackError as exc:
+            stopped = exc
         finally:
             runner.close()
+    if stopped is not None:  # the usage (and the share from the model) first, then why it stopped
+        _llm_summary(runner)
+        kept = f"rounds {rows[0]['round']}-{rows[-1]['round']}" if rows else "no round"
+        _fail(f"{stopped} ({kept} recorded in {out}, manifest status 'failed')", code=1)
+        return
     elapsed = time.perf_counter() - started
     _summary(sc.name, rows, elapsed, sc.households)
     if runner.llm is not None:
@@ -129,7 +316,62 @@ def run(
     console.print(f"run directory: [bold]{path}[/]  (open with tokenomy.open_run)")
 
 
-def _summary(name: str, rows: list[dict[str, Any]], elapsed: float, households: int) -> None:
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="directory of a run that stopped (killed, interrupted or failed)")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Continue a stopped run from its last complete round, in its own directory.
+
+    The checkpoint's snapshot is checked against its SHA-256, the table parts past it are dropped,
+    and the LLM usage and caps go on from where they were; the finished tables equal an
+    uninterrupted run's. Exits 2 when the directory cannot be resumed (finished, still being
+    written, damaged), 1 when an LLM run stops because too few decisions came from the model.
+    """
+    from tokenomy.policies.llm import LLMConfigError, LLMFallbackError
+    from tokenomy.policies.prompts import PromptError
+    from tokenomy.runner import Runner
+    from tokenomy.store import RunDirError, open_run
+
+    try:
+        runner = Runner.from_run(run_dir)
+    except (RunDirError, LLMConfigError, PromptError, ScenarioError) as exc:
+        _fail(str(exc))
+        return
+    sc, left = runner.scenario, runner.resume_rounds
+    ran: list[int] = []
+    started = time.perf_counter()
+    with _progress(quiet, "rounds") as bar:
+        task = bar.add_task(sc.name, total=left.stop - left.start)
+
+        def on_round(r: int, row: dict[str, Any]) -> None:
+            ran.append(r)
+            bar.advance(task)
+
+        try:
+            path = runner.resume(on_round=on_round)
+        except (RunDirError, LLMConfigError, PromptError) as exc:
+            _fail(str(exc))
+            return
+        except OSError as exc:  # a full disk again
+            _fail(_write_failed(exc, runner, [{"round": r} for r in ran]))
+            return
+        except KeyboardInterrupt as exc:
+            _interrupted(exc, runner.path)
+        except LLMFallbackError as exc:
+            _fail(f"{exc} (resumed in {run_dir}, manifest status 'failed')", code=1)
+        finally:
+            runner.close()
+    elapsed = time.perf_counter() - started
+    rows = open_run(path).metrics.to_dict("records")
+    _summary(sc.name, rows, elapsed, sc.households, ran=len(ran))
+    if runner.llm is not None:
+        _llm_summary(runner)
+    console.print(f"resumed after round {left.start - 1}: run directory [bold]{path}[/] (open with tokenomy.open_run)")
+
+
+def _summary(name: str, rows: list[dict[str, Any]], elapsed: float, households: int, *, ran: int | None = None) -> None:
+    """The first and last rounds' means; ``ran``: the rounds this process ran (the speed), if not all."""
     if not rows:
         return
     k = max(1, min(10, len(rows) // 2))
@@ -139,13 +381,15 @@ def _summary(name: str, rows: list[dict[str, Any]], elapsed: float, households: 
     t.add_column(f"rounds {first[0]['round']}-{first[-1]['round']}", justify="right")
     t.add_column(f"rounds {last[0]['round']}-{last[-1]['round']}", justify="right")
     for key, label, fmt in SUMMARY:
-        a = sum(r[key] for r in first) / len(first)
-        b = sum(r[key] for r in last) / len(last)
-        t.add_row(label, fmt.format(a), fmt.format(b))
+        t.add_row(label, _mean(first, key, fmt), _mean(last, key, fmt))
     console.print(t)
+    if dead := sum(r["gdp"] < MIN_GDP for r in {id(r): r for r in (*first, *last)}.values()):
+        s = "s" if dead != 1 else ""
+        console.print(f"(shares of GDP leave out {dead} round{s} whose GDP was under {MIN_GDP:g})")
+    n = len(rows) if ran is None else ran
     console.print(
-        f"{len(rows)} rounds in {elapsed:.1f} s "
-        f"({households * len(rows) / max(elapsed, 1e-9):,.0f} household-rounds/s); money conserved every round"
+        f"{n} rounds in {elapsed:.1f} s "
+        f"({households * n / max(elapsed, 1e-9):,.0f} household-rounds/s); money conserved every round"
     )
 
 
@@ -154,17 +398,21 @@ def _llm_summary(runner: Runner) -> None:
     d = runner.llm.decider
     u = d.usage
     t = Table(title="LLM usage", title_justify="left")
-    for col in ("role", "decisions", "calls", "input tokens", "output tokens", "cache hits", "fallbacks"):
-        t.add_column(col, justify="left" if col == "role" else "right")
+    cols = ("decisions", "calls", "input_tokens", "output_tokens", "cache_hits", "repaired", "fallbacks")
+    for col in ("role", *cols):
+        t.add_column(col.replace("_", " "), justify="left" if col == "role" else "right")
     for role, r in u.by_role.items():
-        t.add_row(
-            role,
-            *(
-                f"{int(r[k]):,}"
-                for k in ("decisions", "calls", "input_tokens", "output_tokens", "cache_hits", "fallbacks")
-            ),
-        )
+        t.add_row(role, *(f"{int(r.get(k, 0)):,}" for k in cols))
     console.print(t)
+    share = u.model_share
+    console.print(  # always: how much of this "LLM run" the model actually decided
+        f"decisions from the model: {u.from_model:,} of {u.decisions:,}"
+        + (f" ({share:.1%})" if share is not None else "")
+        + f"; {u.repaired:,} of them repaired (llm.on_invalid = {d.cfg.on_invalid!r});"
+        f" {u.failed:,} failed answers, {u.capped_decisions:,} handed to the rules by a cap",
+        style="bold" if share == 1.0 else "yellow",
+        highlight=False,
+    )
     cost = (
         f"estimated cost ${u.cost_usd:,.4f}"
         if d.cfg.price_input_per_million or d.cfg.price_output_per_million
@@ -190,7 +438,7 @@ def _dry_run(sc: Scenario) -> None:
     try:
         sim = Simulation(sc)
         rows = estimate(sc, sim.world, sim.observe())
-    except PromptError as exc:
+    except (PromptError, ScenarioError) as exc:
         _fail(str(exc))
         return
     t = Table(title=f"{sc.name}: LLM calls over {sc.rounds} rounds (dry run: nothing was called)", title_justify="left")
@@ -229,53 +477,72 @@ def llm_check(
     scenario: Annotated[str, typer.Argument(help="bundled scenario name or TOML path")] = "baseline",
     set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="override a field: --set llm.model=...")] = None,
 ) -> None:
-    """Send one real decision request per LLM role and report what came back."""
+    """Send each LLM role's first request of round 0, exactly as the run would, and report what came back.
+
+    The prompts and schemas are the run's own (archetypes included), and so are the
+    structured-output probing and llm.on_invalid. Exits 2 when the endpoint refuses the
+    configuration (wrong key, model or URL: a run would stop there too), 1 when a role got no
+    valid decision.
+    """
     import asyncio
 
     from tokenomy import registry
-    from tokenomy.policies.llm import LLMConfigError, LLMDecider
-    from tokenomy.policies.prompts import PromptError, load_prompt, user_message
+    from tokenomy.initial import check_scale
+    from tokenomy.policies.client import Request
+    from tokenomy.policies.llm import LLMConfigError, LLMDecider, LLMPolicy
+    from tokenomy.policies.prompts import PromptError
     from tokenomy.simulation import Simulation
 
     try:
         sc = load_scenario(scenario, set_ or [])
+        if not sc.llm_roles():  # no LLM roles yet: check every role a model may drive
+            every = [f"roles.{s.name}.policy=llm" for s in registry.roles() if s.llm]
+            sc = load_scenario(scenario, [*(set_ or []), *every])
+        check_scale(sc)  # the round-0 world is built below
         decider = LLMDecider(sc.llm, seed=sc.seed)
-    except (ScenarioError, LLMConfigError) as exc:
+        policy = LLMPolicy(sc, decider)
+    except (ScenarioError, LLMConfigError, PromptError) as exc:
         _fail(str(exc))
         return
     sim = Simulation(sc, llm=None)
-    view = sim.observe()
-    roles = sc.llm_roles() or [s.name for s in registry.roles() if s.llm]  # no LLM roles yet: check them all
-    t = Table(title=f"llm-check: {sc.llm.model} at {sc.llm.base_url or 'api.openai.com'}", title_justify="left")
-    for col in ("role", "valid decision", "method", "latency ms", "input tokens", "output tokens"):
-        t.add_column(col)
-
-    async def check() -> bool:
-        ok = True
-        for role in roles:
-            spec, cfg = registry.role(role), sc.roles.section(role)
-            r = spec.role
-            try:
-                system = load_prompt(str(spec.prompt_name), cfg.prompt).render(
-                    decision=r.decision_model, persona=cfg.persona, policy_text=cfg.policy_text
-                )
-            except PromptError as exc:
-                _fail(str(exc))
-            o = await decider.ask(
-                r.decision_model, system, user_message(0, r.observe(sim.world, view, 0), r.decision_model)
-            )
-            ok &= o.decision is not None
-            valid = "[green]yes[/]" if o.decision is not None else f"[red]no[/]: {escape(o.fallback_reason)}"
-            method = o.method if o.decision is not None else "-"
-            t.add_row(role, valid, method or "-", f"{o.latency_ms:,.0f}", str(o.input_tokens), str(o.output_tokens))
-        return ok
-
+    first: dict[str, Any] = {}
+    for c in policy.plan(sim.world, sim.observe()):  # the calls of round 0 as the run makes them
+        first.setdefault(c.role, c)
+    requests = [Request(c.decision, c.system, c.user) for c in first.values()]
     try:
-        ok = asyncio.run(check())
+        outs = asyncio.run(decider.ask_all(requests, where="found by llm-check (a run would stop before round 0)"))
+    except LLMConfigError as exc:
+        _fail(str(exc))
+        return
     finally:
         decider.close()
+    t = Table(title=f"llm-check: {sc.llm.model} at {sc.llm.base_url or 'api.openai.com'}", title_justify="left")
+    for col in ("role", "asks for", "valid decision", "method", "calls", "latency ms", "input tokens", "output tokens"):
+        t.add_column(col)
+    for role in policy.roles:
+        if role not in first:
+            t.add_row(role, "-", "[yellow]no LLM-driven agent[/] (llm_share too small)", "-", "0", "-", "-", "-")
+    for c, o in zip(first.values(), outs, strict=True):
+        if o.decision is None:
+            valid = f"[red]no[/]: {escape(o.fallback_reason)}"
+        else:
+            valid = "[green]yes[/]" + (f" ({escape(o.repair)})" if o.repair else "")
+        method = o.method if o.decision is not None else "-"
+        t.add_row(
+            c.role,
+            c.decision.__name__,
+            valid,
+            method or "-",
+            str(o.calls),
+            f"{o.latency_ms:,.0f}",
+            str(o.input_tokens),
+            str(o.output_tokens),
+        )
     console.print(t)
-    if not ok:
+    if decider.methods_failed:
+        given_up = "; ".join(f"{m}: {escape(why[:160])}" for m, why in decider.methods_failed.items())
+        console.print(f"structured output given up: {given_up}", highlight=False)
+    if not all(o.decision is not None for o in outs):
         raise typer.Exit(1)
 
 
@@ -314,6 +581,7 @@ def validate_command(
     time; --set record.<field>=... overrides). Writes validation.json, validation.md and figures/.
     Exits 0 when every check passes or is a committed deviation, 1 otherwise, 2 on bad input.
     """
+    from tokenomy.initial import check_scale
     from tokenomy.policies.llm import LLMConfigError
     from tokenomy.policies.prompts import PromptError
     from tokenomy.store import RunDirError
@@ -321,6 +589,7 @@ def validate_command(
 
     try:
         sc = load_scenario(scenario, [*RECORD_OVERRIDES, *(set_ or [])], rounds=rounds)
+        check_scale(sc)  # here, not in a worker process for every seed
     except ScenarioError as exc:
         _fail(str(exc))
         return

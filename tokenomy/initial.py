@@ -10,6 +10,9 @@ Pareto-distributed weights.
 
 from __future__ import annotations
 
+import os
+import resource
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,10 +29,10 @@ from tokenomy.market import production
 from tokenomy.market.clearing import pro_rata
 from tokenomy.market.ledger import Ledger
 from tokenomy.market.rails import Rail
-from tokenomy.scenario import Scenario
+from tokenomy.scenario import Scenario, ScenarioError
 from tokenomy.world import World
 
-__all__ = ["build_world", "calibrated_capital_price", "phi_at"]
+__all__ = ["available_memory", "build_world", "calibrated_capital_price", "check_scale", "phi_at"]
 
 
 def phi_at(scenario: Scenario, round_no: int) -> float:
@@ -60,7 +63,103 @@ def initial_loan_rate(scenario: Scenario) -> float:
     return bank_rates(central_bank_config(scenario).policy_rate, bank_config(scenario))[1]
 
 
+RUN_MEMORY_FACTOR = 5
+"""A run's peak memory over its world's arrays: a round's observations, decision batches, postings and
+recorded tables come to 5.3x the world at 100,000 households without recording, 6.6x with (measured);
+the lower figure, so that only a run that surely cannot fit is refused."""
+
+MAX_OPENING_CENTS = 2**63 // 1024
+"""The opening stocks (and a run's UBI) may come to this many cents at most: the ledger counts int64
+cents, and money grows over a run and is summed over the population, so three orders of magnitude
+are kept free."""
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the least of what the kernel reports available, the
+    container's limit (cgroup v2) and the address-space limit (``ulimit -v``); None when unknown."""
+    found: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        try:
+            found.append(soft - int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, IndexError):
+            found.append(soft)
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError):
+            return None
+    return max(0, min(found))
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # unreachable: the loop returns at TiB
+
+
+def check_scale(scenario: Scenario) -> None:
+    """Refuse, before anything is allocated, a population too large for the memory available, or
+    money too large for the ledger's int64 cents (otherwise: a MemoryError after gigabytes, or
+    balances that wrap around mid-run).
+
+    Raises:
+        ScenarioError: naming the fields, the estimate and the limit.
+    """
+    s, ini = scenario, scenario.initial
+    layout = registry.layout_for(s)
+    tokens = sum(layout.count(spec.name) for spec in registry.roles() if spec.issues is not None)
+    holders = sum(layout.count(spec.name) for spec in registry.roles() if spec.holds_tokens)
+    size = {"accounts": layout.n_accounts, "households": s.households, "firms": s.firms, "banks": s.banks}
+    world = World.estimated_nbytes(**size, tokens=tokens, holders=holders)
+    bigger = {**size, "accounts": layout.n_accounts + 1, "households": s.households + 1}
+    one_more = World.estimated_nbytes(**bigger, tokens=tokens, holders=holders + 1)
+    need, have = RUN_MEMORY_FACTOR * world, available_memory()
+    if have is not None and need > have:
+        raise ScenarioError(
+            f"households = {s.households:,}, firms = {s.firms:,}, banks = {s.banks:,}: a run needs about {_bytes(need)}"
+            f" of memory (the world's arrays {_bytes(world)}, {one_more - world:,} bytes a household with {tokens:,}"
+            f" tokens, and ~{RUN_MEMORY_FACTOR}x that while a round runs), more than the {_bytes(have)} available;"
+            " lower households or firms"
+        )
+    wage = ini.wage * 100.0
+    _, mpl = production.marginal_products(ini.capital_per_worker, 1.0, phi_at(s, 0), s.production.A, s.production.sigma)
+    price0 = wage / float(mpl) if float(mpl) > 0 else 0.0
+    leverage = 1.0 + bank_config(s).max_leverage  # the capital's value, and the loans it may carry
+    capital = s.households * ini.capital_per_worker * calibrated_capital_price(s) * price0 * leverage
+    stocks = {
+        "households x initial.household_deposits": s.households * ini.household_deposits * 100.0,
+        "households x initial.wage x initial.firm_cash_rounds": s.households * wage * max(ini.firm_cash_rounds, 1.0),
+        "banks x initial.bank_capital": s.banks * ini.bank_capital * 100.0,
+        "households x roles.regulator.ubi x rounds": s.households * regulator_config(s).ubi * 100.0 * s.rounds,
+        "the capital stock's value and loans (initial.capital_per_worker, automation.capital_price0, initial.wage,"
+        " production.A, production.sigma, roles.bank.max_leverage)": capital,
+    }
+    # the largest term, a nan or inf first (the parameters' products overflow)
+    what, cents = max(stocks.items(), key=lambda kv: (not np.isfinite(kv[1]), kv[1]))
+    if not sum(stocks.values()) <= MAX_OPENING_CENTS:  # written so that a nan is refused too
+        raise ScenarioError(
+            f"{what}: about {cents:.2g} cents, more than the {MAX_OPENING_CENTS:.2g} the ledger's int64 cents can"
+            " hold with room for a run to grow; lower them"
+        )
+
+
 def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
+    check_scale(scenario)  # before the first array: a MemoryError after gigabytes helps nobody
     s, ini, prod = scenario, scenario.initial, scenario.production
     layout = registry.layout_for(s)
     n, m, nb = s.households, s.firms, s.banks

@@ -5,16 +5,27 @@ what happens around it (and of resume, fork and sweeps next).
     runner = Runner(load_scenario("baseline"), metrics={"median_wealth": fn})
     path = runner.run("runs/base")        # all rounds through the LangGraph round, recorded
     runner.step()                         # or one round by hand, LLM roles included
+    tokenomy.resume("runs/base")          # a killed or interrupted run, continued from its checkpoint
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
-from collections.abc import Callable, Mapping
+import signal
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from pydantic import ValidationError
+
+from tokenomy._sync import run_sync
 from tokenomy.metrics import Metric
 from tokenomy.outcome import RoundOutcome
 from tokenomy.policies.cache import AnswerCache
@@ -23,10 +34,71 @@ from tokenomy.recording import Recorder
 from tokenomy.rounds import RoundContext, RoundState, run_rounds
 from tokenomy.scenario import Scenario
 from tokenomy.simulation import Simulation
-from tokenomy.store import RunWriter
+from tokenomy.store import Checkpoint, RunDirError, RunWriter
 from tokenomy.world import World
 
-__all__ = ["Runner"]
+__all__ = ["RunInterrupted", "Runner", "resume"]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during a recorded run: it ends as Ctrl-C ends it (tables written, manifest
+    ``interrupted``); a ``KeyboardInterrupt``, so whatever stops on Ctrl-C stops on these too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise RunInterrupted(signum)
+
+
+@contextmanager
+def _interrupt_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`RunInterrupted` while a run is recorded (in the main thread,
+    and only where nobody installed a handler or asked to ignore them, as ``nohup`` does)."""
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, _raise_interrupted)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_reason(exc: BaseException) -> tuple[str, str]:
+    """The manifest's status and error for what ended a run."""
+    if isinstance(exc, RunInterrupted):
+        return "interrupted", f"interrupted by {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "interrupted by SIGINT (Ctrl-C)"
+    return "failed", redact(f"{type(exc).__name__}: {exc}")
+
+
+# the decider's state a checkpoint keeps, beside its usage totals: resumed, the caps, the method
+# found and the cost estimates go on from where they were
+_DECIDER_STATE = ("method", "methods_failed", "reached", "worker_failure", "_reserved", "_chars_sent")
+
+
+def _last_answer(cache: Path) -> int:
+    """The rowid of the last answer recorded in ``cache`` (SQLite gives each insert a larger one)."""
+    if not cache.is_file():
+        return 0
+    with closing(sqlite3.connect(f"file:{cache}?mode=ro", uri=True)) as db:
+        (rowid,) = db.execute("SELECT max(rowid) FROM answers").fetchone()
+    return int(rowid or 0)
+
+
+def _forget_answers_after(cache: Path, rowid: int) -> None:
+    """Delete the answers recorded after a checkpoint: the rounds after it ask again, so their calls,
+    tokens, costs and caps count as an uninterrupted run's did (a cached answer counts none)."""
+    if cache.is_file():
+        with closing(sqlite3.connect(cache)) as db:
+            db.execute("DELETE FROM answers WHERE rowid > ?", (rowid,))
+            db.commit()
 
 
 class Runner:
@@ -43,7 +115,9 @@ class Runner:
         self.metrics = dict(metrics or {})
         self.llm: LLMPolicy | None = None
         self.last_state: RoundState | None = None  # the graph's state after the last run()
+        self.path: Path | None = None  # the run directory of the last run() or resume(), once it exists
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._resuming: tuple[RunWriter, Checkpoint, int] | None = None  # from_run(): writer, checkpoint, last
 
     @property
     def scenario(self) -> Scenario:
@@ -71,6 +145,26 @@ class Runner:
         self.llm = LLMPolicy(self.scenario, decider)
         self.sim.llm = self.llm
         return self.llm
+
+    def preflight(self, *, replay: bool = False) -> None:
+        """Attach the LLM side and send the first request of the next round now.
+
+        A wrong key, model or URL then stops the run (``LLMUnavailableError``) before a round runs
+        or a run directory is written; the answer is kept for that round, which does not ask again.
+        Nothing is sent when replaying, without LLM roles, or once the endpoint has answered.
+        """
+        if self.llm is None:
+            self.attach_llm(replay=replay)
+        if self.llm is None or self.llm.decider.replay or self.llm.decider.reached:
+            return
+        sim = self.sim
+        saved = sim.view, sim.outcome
+        try:
+            request = self.llm.first_request(sim.world, sim.observe())
+        finally:
+            sim.view, sim.outcome = saved  # observe() again in the round: nothing here may show
+        if request is not None:
+            run_sync(self.llm.decider.preflight(request, round_no=sim.world.round), self.event_loop())
 
     def open_llm_cache(self, path: Path, *, replay_from: Path | None = None) -> None:
         """Record answers in ``path``; or, replaying, copy the recorded ``replay_from`` there and read it."""
@@ -102,15 +196,20 @@ class Runner:
             "by_role": u.by_role,
             "workers": d.cfg.workers,
             "worker_failure": d.worker_failure,
+            **u.summary(),  # decisions, from_model, model_share, repaired, capped_decisions, failed, ...
         }
 
     def close(self) -> None:
         """Stop the LLM worker processes (``llm.workers > 1``), if any; they restart on the next call.
 
-        They also stop when the runner is garbage-collected or the interpreter exits.
+        They also stop when the runner is garbage-collected or the interpreter exits. A runner made by
+        :meth:`from_run` and never resumed lets go of the run directory's lock here.
         """
         if self.llm is not None:
             self.llm.decider.close()
+        if self._resuming is not None:
+            self._resuming[0].release()
+            self._resuming = None
 
     def __enter__(self) -> Runner:
         return self
@@ -140,52 +239,238 @@ class Runner:
         overwrite: bool = False,
         on_round: Callable[[int, dict[str, Any]], None] | None = None,
         replay_from: str | Path | None = None,
+        unique: bool = False,
     ) -> Path | None:
         """Run the remaining rounds through the LangGraph round graph; record to ``out`` if given.
 
+        ``unique``: ``out`` is a new directory, made atomically (suffixed when the name is taken).
+        The directory is locked while the run writes it; SIGTERM and SIGHUP end the run as Ctrl-C
+        does (tables written, manifest ``interrupted``), and :func:`resume` continues it.
         ``replay_from`` is a run directory whose recorded LLM answers are replayed (no network).
         Returns the run directory. A conservation failure stops the run: the tables so far are
-        kept, the manifest says ``failed`` with the error, and the error is raised.
+        kept, the manifest says ``failed`` with the error, and the error is raised. So does an LLM
+        run once more than ``llm.max_fallback_share`` of its model answers failed (checked after
+        every round: ``LLMFallbackError``); an endpoint that refuses the configuration stops it
+        before its first round, with nothing written (``LLMUnavailableError``, see :meth:`preflight`).
         """
         total = rounds if rounds is not None else self.scenario.rounds
         replay = Path(replay_from) / "llm-cache.sqlite" if replay_from is not None else None
         if replay is not None and not replay.is_file():
             raise LLMConfigError(f"{replay_from}: no recorded LLM answers to replay (llm-cache.sqlite missing)")
-        if out is not None:
+        if out is not None and not unique:
             RunWriter.check(Path(out), overwrite=overwrite)
-        if self.llm is None:  # before the run directory exists: a missing key creates nothing
-            self.attach_llm(replay=replay is not None)
+        # before the run directory exists: a missing key, a wrong model or URL creates nothing
+        self.preflight(replay=replay is not None)
         recorder = None
+        first = self.world.round
         if out is not None:
             manifest = self.llm.manifest() if self.llm is not None else None
+            extra: dict[str, Any] = {"round_range": [first, first + total]}  # what resume completes
+            if replay_from is not None:
+                extra["replay_from"] = str(replay_from)
             recorder = Recorder.open(
-                self.scenario, Path(out), llm_manifest=manifest, metrics=self.metrics, overwrite=overwrite
+                self.scenario,
+                Path(out),
+                llm_manifest=manifest,
+                metrics=self.metrics,
+                overwrite=overwrite,
+                unique=unique,
+                extra=extra,
             )
             self.open_llm_cache(recorder.path / "llm-cache.sqlite", replay_from=replay)
         elif replay is not None and self.llm is not None:
             self.llm.decider.cache = AnswerCache(replay, read_only=True)
-        first = self.world.round
+        return self._drive(recorder, first, first + total, on_round)
+
+    def _drive(
+        self,
+        recorder: Recorder | None,
+        first: int,
+        last: int,
+        on_round: Callable[[int, dict[str, Any]], None] | None,
+    ) -> Path | None:
+        """Rounds ``first .. last-1`` through the round graph, recorded by ``recorder``; however the run
+        ends, its directory says so: ``finished``, ``interrupted`` (a signal) or ``failed`` (the error)."""
+        if recorder is not None:
+            self.path = recorder.path
+            recorder.state = self._checkpoint_state
         try:
-            ctx = RoundContext(self.sim, recorder, on_round)
-            self.last_state = run_rounds(ctx, first=first, last=first + total, loop=self.event_loop())
+            with _interrupt_on_signals():
+                if last > first:  # a resumed run whose rounds were all recorded has only its finish left
+                    ctx = RoundContext(self.sim, recorder, self._checked(on_round))
+                    self.last_state = run_rounds(ctx, first=first, last=last, loop=self.event_loop())
         except BaseException as exc:
             if recorder is not None:
-                error = redact(f"{type(exc).__name__}: {exc}")
-                recorder.close("failed", error=error, **self._usage_extra())
+                status, error = _stop_reason(exc)
+                recorder.close(status, error=error, **self._usage_extra())
+            self._unwind()
             raise
         finally:  # the cache belongs to this run's directory: close it and detach it
             if self.llm is not None and self.llm.decider.cache is not None:
                 self.llm.decider.cache.close()
                 self.llm.decider.cache = None
-        if recorder is not None:
-            last = None  # what resume restores, and the hash it checks; relative, so the run can move
-            if self.last_state is not None and self.last_state["snapshot"] is not None:
-                rel = Path(self.last_state["snapshot"]).relative_to(recorder.path)
-                last = {"path": str(rel), "sha256": self.last_state["snapshot_sha256"]}
-            recorder.close("finished", last_snapshot=last, **self._usage_extra())
+        if recorder is not None:  # last_snapshot (what resume restores, and its hash) came with the checkpoint
+            recorder.close("finished", **self._usage_extra())
             return recorder.path
         return None
+
+    def _unwind(self) -> None:
+        """What ``asyncio.run`` does on its way out: cancel the tasks a stopped run left on the loop and
+        let them finish, so none is collected half-run (LangGraph's then print errors at exit)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or loop.is_running():
+            return
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in tasks:
+            t.cancel()
+
+        async def settle() -> None:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        if tasks:
+            run_sync(settle(), loop)
+
+    # -- resume ---------------------------------------------------------------------------------
+    @classmethod
+    def from_run(cls, path: str | Path, *, metrics: Mapping[str, Metric] | None = None) -> Runner:
+        """A runner set to continue the stopped run in ``path`` (killed, interrupted or failed): call
+        :meth:`resume`.
+
+        It locks the directory (a run still writing there raises :class:`RunDirError`), rebuilds the
+        scenario from the manifest and the world from the checkpoint's snapshot, checked against its
+        SHA-256, restores the LLM usage and caps, and checks the endpoint; the directory is changed
+        only by :meth:`resume`. ``metrics`` must be the run's own metric functions, if it had any.
+        """
+        run_dir = Path(path)
+        writer, point = RunWriter.reopen(run_dir)
+        try:
+            m = writer.manifest
+            try:
+                scenario = Scenario.model_validate(m["scenario"])
+            except ValidationError as exc:  # one line, as every bad input gets: the first field and why
+                e = exc.errors()[0]
+                where = f"scenario.{'.'.join(str(x) for x in e['loc'])}: {e['msg']} (got {e.get('input')!r:.60})"
+                raise RunDirError(f"{run_dir / 'manifest.json'}: its scenario does not validate ({where})") from None
+            first, last = m.get("round_range", [0, scenario.rounds])
+            if sorted(metrics or {}) != sorted(m.get("extra_metrics", [])):
+                raise RunDirError(
+                    f"{run_dir}: the run has metric columns of its own ({', '.join(m.get('extra_metrics', []))}):"
+                    " resume it from Python, Runner.from_run(path, metrics={...}) with the same functions"
+                )
+            if point.world is None and first != 0:
+                raise RunDirError(f"{run_dir}: stopped before its first checkpoint, from a world of its own")
+            runner = cls(scenario, point.world, metrics=metrics)
+            replay = m.get("replay_from") is not None
+            if runner.attach_llm(replay=replay) is not None:
+                runner._check_prompts(run_dir, m.get("llm") or {})
+                runner._restore_llm(point.state.get("llm"))
+                runner.preflight(replay=replay)  # a wrong key or a server gone: stop before changing anything
+        except BaseException:
+            writer.release()
+            raise
+        runner._resuming = (writer, point, int(last))
+        return runner
+
+    @property
+    def resume_rounds(self) -> range:
+        """The rounds :meth:`resume` will run (empty unless made by :meth:`from_run`)."""
+        return range(self.world.round, self._resuming[2]) if self._resuming is not None else range(0)
+
+    def resume(self, *, on_round: Callable[[int, dict[str, Any]], None] | None = None) -> Path:
+        """Continue the run :meth:`from_run` opened, in its own directory, from its checkpoint.
+
+        The table parts and snapshots past the checkpoint are removed and the answers the LLM gave
+        after it are forgotten (they are asked again, so calls, tokens and caps count as an
+        uninterrupted run's did); the finished run's tables equal an uninterrupted run's in every
+        column but the timings (``latency_ms``, ``llm_latency_*``). Returns the run directory.
+        """
+        if self._resuming is None:
+            raise RuntimeError("nothing to resume: make the runner with Runner.from_run(path)")
+        writer, point, last = self._resuming
+        self._resuming = None
+        try:
+            writer.truncate(point.round)
+            if self.llm is not None:
+                cache = writer.path / "llm-cache.sqlite"
+                replay = self.llm.decider.replay
+                if not replay:
+                    _forget_answers_after(cache, int(point.state.get("llm_cache_rowid", 0)))
+                self.llm.decider.cache = AnswerCache(cache, read_only=replay)
+            recorder = Recorder.reopen(self.scenario, writer, point, metrics=self.metrics)
+        except BaseException:
+            writer.release()
+            raise
+        path = self._drive(recorder, self.world.round, last, on_round)
+        assert path is not None
+        return path
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the runner: the LLM decider's usage, caps and method, and how many
+        answers its cache held (what resume keeps of it)."""
+        if self.llm is None:
+            return {}
+        d = self.llm.decider
+        state: dict[str, Any] = {
+            "llm": {"usage": dataclasses.asdict(d.usage), **{k: getattr(d, k) for k in _DECIDER_STATE if hasattr(d, k)}}
+        }
+        if d.cache is not None and not d.cache.read_only:
+            state["llm_cache_rowid"] = _last_answer(d.cache.path)
+        return state
+
+    def _restore_llm(self, state: dict[str, Any] | None) -> None:
+        """Put the decider back as a checkpoint left it, but for ``reached``: the endpoint is asked again."""
+        if self.llm is None or state is None:
+            return
+        d = self.llm.decider
+        usage = type(d.usage)()
+        for f in dataclasses.fields(usage):
+            if f.name in state["usage"]:
+                value = state["usage"][f.name]
+                setattr(usage, f.name, Counter(value) if isinstance(getattr(usage, f.name), Counter) else value)
+        d.usage = usage
+        for k in _DECIDER_STATE:
+            if k in state and k != "reached":
+                setattr(d, k, state[k])
+
+    def _check_prompts(self, run_dir: Path, recorded: dict[str, Any]) -> None:
+        """A prompt file edited since the run began would mix two prompts in one run: refuse."""
+        assert self.llm is not None
+        now = self.llm.manifest().get("roles", {})
+        for role, was in (recorded.get("roles") or {}).items():
+            sha = now.get(role, {}).get("prompt_sha256")
+            if sha is not None and sha != was.get("prompt_sha256"):
+                raise RunDirError(
+                    f"{run_dir}: the {role} prompt {now[role].get('prompt')} changed since the run began"
+                    f" (SHA-256 {sha}, was {was.get('prompt_sha256')}); resuming would mix two prompts"
+                )
+
+    def _checked(
+        self, on_round: Callable[[int, dict[str, Any]], None] | None
+    ) -> Callable[[int, dict[str, Any]], None] | None:
+        """``on_round``, then the fallback-share check once the round is recorded (LLM runs only)."""
+        if self.llm is None:
+            return on_round
+        decider = self.llm.decider
+
+        def after(r: int, row: dict[str, Any]) -> None:
+            if on_round is not None:
+                on_round(r, row)
+            decider.check_fallback_share(r)
+
+        return after
 
     def _usage_extra(self) -> dict[str, Any]:
         usage = self.llm_usage()
         return {"llm_usage": usage} if usage is not None else {}
+
+
+def resume(
+    path: str | Path,
+    *,
+    metrics: Mapping[str, Metric] | None = None,
+    on_round: Callable[[int, dict[str, Any]], None] | None = None,
+) -> Path:
+    """Continue the stopped run in ``path`` from its last checkpoint to its last round (what
+    ``tokenomy resume RUN_DIR`` does): ``Runner.from_run(path).resume()``. Returns the run directory."""
+    with Runner.from_run(path, metrics=metrics) as runner:
+        return runner.resume(on_round=on_round)

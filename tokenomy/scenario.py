@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 __all__ = [
     "RoleConfig",
@@ -27,18 +27,29 @@ __all__ = [
     "load_scenario",
     "remove_role_section",
     "resolve_scenario_path",
+    "scenario_from_data",
 ]
 
 
+MAX_MONEY = 1e12
+"""The largest amount a money field may hold, currency units: 10^14 cents, so the engine's int64 cents
+keep room for sums over a population (the opening stock as a whole is checked by
+``tokenomy.initial.check_scale``)."""
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: ``households = true`` or ``wage = "2000"`` is a type error, not 1 household or a silent
+    # conversion (an int is still a valid float); no inf or nan: the engine counts integer cents
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Production(_Model):
     """Korinek & Suh task-based production (their baseline calibration)."""
 
-    A: float = Field(0.5, gt=0, description="total factor productivity (goods per unit input per round)")
-    sigma: float = Field(0.5, gt=0, lt=1, description="elasticity of substitution between tasks")
+    A: float = Field(0.5, gt=0, le=1e6, description="total factor productivity (goods per unit input per round)")
+    sigma: float = Field(
+        0.5, ge=0.05, lt=1, description="elasticity of substitution between tasks (below 0.05 the CES terms underflow)"
+    )
 
 
 class Automation(_Model):
@@ -53,6 +64,7 @@ class Automation(_Model):
     capital_price0: float | None = Field(
         None,
         gt=0,
+        le=1e9,
         description="goods per unit of automation capital at round 0; None = calibrated so "
         "the initial capital per worker is cost-minimising",
     )
@@ -73,16 +85,16 @@ class Initial(_Model):
     """The economy at round 0."""
 
     employment_rate: float = Field(0.95, ge=0, le=1)
-    wage: float = Field(2000.0, gt=0, description="wage per worker per round, currency units")
-    household_deposits: float = Field(4000.0, ge=0, description="mean household deposit")
-    capital_per_worker: float = Field(4.6, ge=0, description="K&S K0 = 4.6 with L = 1")
-    firm_cash_rounds: float = Field(3.0, ge=0, description="firm deposits as rounds of its wage bill")
-    bank_capital: float = Field(1_000_000.0, ge=0, description="each bank's own funds")
+    wage: float = Field(2000.0, ge=0.01, le=MAX_MONEY, description="wage per worker per round, currency units")
+    household_deposits: float = Field(4000.0, ge=0, le=MAX_MONEY, description="mean household deposit")
+    capital_per_worker: float = Field(4.6, ge=0, le=1e6, description="K&S K0 = 4.6 with L = 1")
+    firm_cash_rounds: float = Field(3.0, ge=0, le=1000, description="firm deposits as rounds of its wage bill")
+    bank_capital: float = Field(1_000_000.0, ge=0, le=MAX_MONEY, description="each bank's own funds")
     owner_share: float = Field(0.1, gt=0, le=1, description="share of households that own all tokens at start")
     ownership_pareto: float = Field(
-        1.5, gt=0, description="Pareto tail of holdings among owners (lower = more concentrated)"
+        1.5, ge=0.1, le=1000, description="Pareto tail of holdings among owners (lower = more concentrated)"
     )
-    shares_per_issuer: int = Field(1_000_000, ge=1)
+    shares_per_issuer: int = Field(1_000_000, ge=1, le=10**12)
 
 
 class RoleConfig(_Model):
@@ -110,7 +122,7 @@ class Household(RoleConfig):
     )
     mpc_income_rich: float = Field(0.4, ge=0, le=1, description="income propensity of the wealthiest households")
     rich_wealth_multiple: float = Field(20.0, gt=1, description="wealth (x median) at which mpc_income_rich applies")
-    subsistence: float = Field(600.0, ge=0, description="spending floor per round while money lasts")
+    subsistence: float = Field(600.0, ge=0, le=MAX_MONEY, description="spending floor per round while money lasts")
     search_firms: int = Field(3, ge=1, le=20, description="sellers sampled per round (Z)")
     job_applications: int = Field(4, ge=1, le=20, description="applications per job seeker (M)")
     separation_rate: float = Field(
@@ -119,7 +131,7 @@ class Household(RoleConfig):
     on_the_job_search: float = Field(0.05, ge=0, le=1, description="share of the employed looking for a better job")
     job_switch_premium: float = Field(0.02, ge=0, le=1, description="pay rise an on-the-job seeker asks to move")
     reservation_decay: float = Field(0.05, ge=0, lt=1, description="reservation wage cut per round unemployed")
-    min_reservation_wage: float = Field(0.0, ge=0)
+    min_reservation_wage: float = Field(0.0, ge=0, le=MAX_MONEY)
     invest_threshold: float = Field(6.0, ge=0, description="deposits above this many rounds of spending are invested")
     invest_share: float = Field(0.2, ge=0, le=1, description="share of the excess put into tokens per round")
     turnover: float = Field(0.02, ge=0, le=1, description="chance a holder sells part of a position per round")
@@ -161,7 +173,9 @@ class Firm(RoleConfig):
     tightness_norm: float = Field(
         1.0, gt=0, description="vacancies per unemployed worker at which wage offers hold still on average"
     )
-    min_wage: float = Field(0.0, ge=0, description="lowest wage a firm may offer, per round, currency units")
+    min_wage: float = Field(
+        0.0, ge=0, le=MAX_MONEY, description="lowest wage a firm may offer, per round, currency units"
+    )
     inventory_target: float = Field(0.1, ge=0, description="buffer stock as a share of expected sales")
     investment_rule: Literal["gap", "utilisation"] = Field(
         "gap",
@@ -193,7 +207,7 @@ class Firm(RoleConfig):
     exit_after_defaults: int = Field(3, ge=1, description="rounds running in default after which a firm exits")
     exit_scrap: float = Field(0.5, ge=0, le=1, description="share of an exiting firm's capital scrapped")
     entry_equity_rounds: float = Field(
-        3.0, ge=0, description="an entrant raises this many median wage bills of equity from households"
+        3.0, ge=0, le=1000, description="an entrant raises this many median wage bills of equity from households"
     )
     max_issue_share: float = Field(0.02, ge=0, le=1, description="new tokens per round, share of outstanding")
 
@@ -210,7 +224,7 @@ class Bank(RoleConfig):
     loan_rate: float = Field(0.005, ge=0, le=0.5, description="with rates = fixed: base loan interest per round")
     loan_spread: float = Field(0.002, ge=0, le=0.5, description="added per round per unit of borrower leverage")
     capital_ratio: float = Field(0.08, gt=0, le=1, description="own funds / loans a bank must keep")
-    max_leverage: float = Field(2.0, ge=0, description="debt a firm may carry per unit of its capital value")
+    max_leverage: float = Field(2.0, ge=0, le=100, description="debt a firm may carry per unit of its capital value")
     amortization: float = Field(0.02, ge=0, le=1, description="share of principal repaid per round")
     payout_ratio: float = Field(0.5, ge=0, le=1, description="share of last round's profit paid as dividends")
     resolution: Literal["state", "bail_in"] = Field(
@@ -252,7 +266,7 @@ class Regulator(RoleConfig):
 
     income_tax: float = Field(0.2, ge=0, le=1, description="withheld at source on wages, dividends, interest")
     robot_tax: float = Field(0.0, ge=0, le=1, description="per round, share of automation capital value")
-    ubi: float = Field(0.0, ge=0, description="per household per round, currency units")
+    ubi: float = Field(0.0, ge=0, le=MAX_MONEY, description="per household per round, currency units")
     ubi_start: int = Field(0, ge=0, description="first round that pays UBI")
     unemployment_benefit: float = Field(
         0.4, ge=0, le=2, description="paid to each unemployed household, as a share of the mean wage (Caiani: 0.4)"
@@ -347,10 +361,42 @@ class LLM(_Model):
     price_input_per_million: float = Field(0.0, ge=0, description="USD per million input tokens (cost estimates)")
     price_output_per_million: float = Field(0.0, ge=0, description="USD per million output tokens")
     rationale_chars: int = Field(500, ge=0, description="rationale text kept per decision")
+    on_invalid: Literal["fallback", "clip", "reask"] = Field(
+        "reask",
+        description="an answer that does not validate: the rules decide (fallback), out-of-range numbers are"
+        " clipped to their bounds and extra fields dropped (clip), or the model is asked once more with the"
+        " validation error (reask, the default: what is used is always the model's own answer)",
+    )
+    max_fallback_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="stop the run (manifest 'failed') once more than this share of the decisions asked of the"
+        " model so far got no valid answer; decisions handed to the rules by max_calls or budget_usd do not count",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        """A URL the HTTP client cannot use fails here, with the field's name, not as a connection error."""
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http(s) URL such as http://localhost:8000/v1")
+        return v
 
 
 class Record(_Model):
     snapshot_every: int = Field(1, ge=1, description="world snapshot every N rounds (always the last)")
+    flush_every: int | None = Field(
+        None,
+        ge=1,
+        description="write the tables as complete Parquet parts, with a checkpoint resume can start from, at the"
+        " first snapshot N rounds or more after the last (None: 10, or 1 when a role is LLM-driven)",
+    )
     household_decisions: int = Field(50, ge=0, description="households whose decisions are recorded each round")
     payments: Literal["agent", "role"] = Field(
         "agent", description="aggregate payments per payer->payee agent edge, or per role->role"
@@ -422,14 +468,28 @@ def bundled_scenarios() -> dict[str, Path]:
     return {p.stem: p for p in sorted(bundled_dir().glob("*.toml"))}
 
 
+def _shown(p: Path, limit: int = 120) -> str:
+    """A path for an error line: cut short when it is too long to read (it keeps the message one line)."""
+    s = str(p)
+    return s if len(s) <= limit else f"{s[: limit // 2]}...{s[-limit // 2 :]} ({len(s)} characters)"
+
+
 def resolve_scenario_path(name_or_path: str | Path) -> Path:
     """An existing file wins, then a bundled name; a directory never shadows a bundled name."""
     p = Path(name_or_path)
-    if p.is_file():
-        return p
+    try:
+        if p.is_file():
+            return p
+        is_dir, exists = p.is_dir(), p.exists()
+    except OSError as exc:  # a name too long for the file system, say
+        raise ScenarioError(f"{_shown(p)}: not a usable scenario path ({exc.strerror})") from None
     found = bundled_scenarios().get(str(name_or_path))
     if found is not None:
         return found
+    if is_dir:
+        raise ScenarioError(f"{p}: is a directory; expected a scenario TOML file or a bundled scenario name")
+    if exists:
+        raise ScenarioError(f"{p}: not a regular file; expected a scenario TOML file")
     if p.suffix == ".toml" or "/" in str(name_or_path):
         raise ScenarioError(f"{p}: no such scenario file")
     names = ", ".join(bundled_scenarios()) or "none"
@@ -476,8 +536,9 @@ def _describe(err: ValidationError, source: Path, text: str | None, overrides: d
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling and section)"
-        given = e.get("input")
-        given_s = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {given!r})"
+        given, shown = e.get("input"), repr(e.get("input"))
+        shown = shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown)} characters)"
+        given_s = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {shown})"
         lines.append(f"{where}: field '{field}': {msg}{given_s}")
     return "\n".join(lines)
 
@@ -520,13 +581,46 @@ def load_scenario(name_or_path: str | Path, overrides: list[str] | None = None, 
     """
     path = resolve_scenario_path(name_or_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _decode(path, path.read_bytes())
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read ({exc.strerror})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: invalid TOML: {exc}") from None
+    return scenario_from_data(data, path, overrides, text=text, **fields)
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    """TOML is UTF-8 text: a byte-order mark is accepted (editors on Windows write one), anything
+    else that is not UTF-8 (a binary file, Latin-1) is an error saying where."""
+    if b"\0" in raw[:8192]:
+        raise ScenarioError(f"{path}: a binary file, not a TOML text file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def scenario_from_data(
+    data: dict[str, Any],
+    source: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    text: str | None = None,
+    **fields: Any,
+) -> Scenario:
+    """Validate raw scenario ``data`` (a TOML file's, or a run manifest's) after ``--set`` overrides.
+
+    ``source`` names where the data came from in errors; ``text``, if given, is searched for lines.
+
+    Raises:
+        ScenarioError: naming the source, field, line and what was expected.
+    """
+    path = Path(source)
     data = apply_overrides(data, overrides or [])
     for k, v in fields.items():
         if v is not None:

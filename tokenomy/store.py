@@ -1,39 +1,55 @@
-"""The run directory: manifest, Parquet tables written atomically, and world snapshots.
+"""The run directory: manifest, Parquet tables written as complete parts, world snapshots, the lock.
 
 Layout::
 
-    manifest.json        scenario as resolved, seed, versions, status (running|finished|failed)
+    manifest.json        scenario as resolved, seed, versions, status (running|finished|interrupted|failed),
+                         checkpoint (the last round resume can start from: its snapshot and SHA-256)
+    run.lock             flock-ed by the process writing the run; the kernel releases it when that process dies
     metrics.parquet      one row per round
     trades.parquet       token auction results, one row per token and round
     payments.parquet     the round's payments aggregated per payer->payee edge, kind and rail
     decisions.parquet    decisions of firms, banks, operators, the regulator and a household sample
     events.parquet       loan defaults, bank resolutions: one row per event
     accounts.parquet     the balance-sheet and transactions-flow matrices per round (long format)
+    parts/<table>/rounds-AAAAAA-BBBBBB.parquet   the tables of a run that has not finished
     snapshots/round-NNNNNN.snap   compressed world state at the end of a round
 
-Tables stream into ``<name>.parquet.tmp`` through a ``ParquetWriter`` (constant memory however
-long the run) and are renamed into place only when the run ends, so a half-written table never
-looks like a finished one.
+A killed process must leave tables that are whole. Rows are buffered a whole round at a time and
+written every few rounds as one complete Parquet file per table (a temporary name in the same
+directory, fsync, ``os.replace``: a part is there whole or not at all). The manifest's checkpoint
+is written after the parts and the snapshot it names, so it is the commit record resume trusts. A
+finished run consolidates each table's parts into the single ``<table>.parquet``; readers take
+either.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import platform
+import re
+import secrets
+import shutil
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tokenomy import registry
 from tokenomy.market.graph import MarketGraph
@@ -41,9 +57,25 @@ from tokenomy.market.ledger import Posting
 from tokenomy.market.rails import RAIL_NAMES
 from tokenomy.world import Layout, World
 
-__all__ = ["Run", "RunDirError", "RunWriter", "open_run", "write_atomic"]
+__all__ = [
+    "Checkpoint",
+    "Run",
+    "RunDirError",
+    "RunLock",
+    "RunWriter",
+    "UnfinishedRunWarning",
+    "lock_holder",
+    "open_run",
+    "read_manifest",
+    "write_atomic",
+]
 
 TABLES = ("metrics", "trades", "payments", "decisions", "events", "accounts")
+LOCK_FILE = "run.lock"
+PARTS = "parts"
+PART_COMPRESSION = "lz4"  # the fastest to write and read back (parts are rewritten, zstd, when a run finishes)
+_PART = re.compile(r"rounds-(\d+)-(\d+)\.parquet")
+_SNAP = re.compile(r"round-(\d+)\.snap(\.tmp)?")
 _PACKAGES = ("tokenomy", "numpy", "pandas", "pyarrow", "pydantic", "networkx", "langgraph", "langchain-openai")
 
 
@@ -51,14 +83,185 @@ class RunDirError(RuntimeError):
     """The output directory cannot be used."""
 
 
+class UnfinishedRunWarning(UserWarning):
+    """``open_run`` on a run that is still running, or that stopped before its last round."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _temporary(path: Path) -> Iterator[Path]:
+    """The temporary name ``path`` is written under. A failed write (a full disk) removes it, so it
+    takes no space the manifest still needs, and raises an ``OSError`` naming ``path``: a bare
+    ``write`` error names no file."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same directory, then rename over the target."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
+    with _temporary(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def _write_table_atomic(
+    path: Path, tables: Iterable[pa.Table], schema: pa.Schema, *, compression: str = "zstd"
+) -> None:
+    """``tables`` as one Parquet file at ``path``, complete or absent (temporary name, fsync, rename)."""
+    with _temporary(path) as tmp:
+        with open(tmp, "wb") as fh:
+            with pq.ParquetWriter(fh, schema, compression=compression) as w:
+                for t in tables:
+                    w.write_table(t)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def _part_range(path: Path) -> tuple[int, int] | None:
+    m = _PART.fullmatch(path.name)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def _parts(directory: Path, table: str) -> list[Path]:
+    """A table's complete parts, in round order (temporary files are not parts)."""
+    d = directory / PARTS / table
+    found = [(r, p) for p in d.glob("rounds-*.parquet") if (r := _part_range(p)) is not None] if d.is_dir() else []
+    return [p for _, p in sorted(found)]
+
+
+def _unified_schema(parts: list[Path]) -> pa.Schema:
+    """One schema for all parts: a column all null in one part and typed in another, or int in one and
+    float in another, takes the wider type; so the result does not depend on where parts begin."""
+    return pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+
+
+def _empty() -> pd.DataFrame:
+    """A table nothing was written to, as a finished run's empty file reads back."""
+    frame: pd.DataFrame = pa.table({}).to_pandas()
+    return frame
+
+
+def _read_parts(parts: list[Path], filters: list[tuple[str, str, Any]] | None = None) -> pd.DataFrame:
+    if not parts:
+        return _empty()
+    return pd.read_parquet([str(p) for p in parts], schema=_unified_schema(parts), filters=filters)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A run directory's manifest; :class:`RunDirError` naming the file if it is missing or damaged."""
+    f = Path(path) / "manifest.json"
+    if not f.is_file():
+        raise RunDirError(f"{path}: not a run directory (no manifest.json)")
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{f}: damaged, not the JSON manifest of a run ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("scenario"), dict):
+        raise RunDirError(f"{f}: damaged, not the JSON manifest of a run (no scenario in it)")
+    try:
+        _Manifest.model_validate(data)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(x) for x in e["loc"])
+        raise RunDirError(f"{f}: damaged, not the JSON manifest of a run ({where}: {e['msg']})") from None
+    return data
+
+
+class CheckpointRecord(BaseModel):
+    """What resume reads of a manifest's checkpoint (see :meth:`RunWriter.checkpoint`)."""
+
+    model_config = ConfigDict(extra="allow")
+    round: int
+    path: str
+    sha256: str
+    rounds_completed: int
+    state: dict[str, Any] | None = None
+
+
+class _Manifest(BaseModel):
+    """The parts of a manifest that readers and resume take on trust: checked, so a damaged one is an
+    error naming the file and field rather than a KeyError deep in a resume."""
+
+    model_config = ConfigDict(extra="allow")
+    scenario: dict[str, Any]
+    status: str | None = None
+    checkpoint: CheckpointRecord | None = None
+    round_range: tuple[int, int] | None = None
+    extra_metrics: list[str] | None = None
+
+
+# -- the lock -------------------------------------------------------------------------------------
+def _locked(directory: Path, fh: IO[str]) -> RunDirError:
+    fh.seek(0)
+    pid = fh.read().strip()
+    who = f"pid {pid}" if pid.isdigit() else "another process"
+    return RunDirError(
+        f"{directory}: a run ({who}) is writing into this directory; wait for it to end, or choose another --out"
+    )
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``run.lock`` while a process writes a run directory.
+
+    The kernel drops it when the process dies, however it dies (SIGKILL included), so a run whose
+    manifest still says ``running`` but whose lock is free has stopped. The file holds the writer's
+    pid, for the error message; it is never deleted (deleting a lock file races with its next user).
+    """
+
+    def __init__(self, directory: Path, fh: IO[str]) -> None:
+        self.directory = directory
+        self._fh = fh
+
+    @classmethod
+    def acquire(cls, directory: Path) -> RunLock:
+        """Lock ``directory`` (which must exist), or raise :class:`RunDirError` if a live process holds it."""
+        fh = open(directory / LOCK_FILE, "a+", encoding="utf-8")  # held until release()
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            exc = _locked(directory, fh)
+            fh.close()
+            raise exc from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
         fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+        return cls(directory, fh)
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+
+
+def lock_holder(directory: Path) -> str | None:
+    """Who holds ``directory``'s lock (``"pid N"``), or None when no live process does."""
+    try:
+        fh = open(Path(directory) / LOCK_FILE, encoding="utf-8")  # closed below
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = fh.read().strip()
+            return f"pid {pid}" if pid.isdigit() else "another process"
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return None
 
 
 def _versions() -> dict[str, str]:
@@ -71,79 +274,250 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _git_revision() -> str | None:
+def _git_revision(package: Path | None = None) -> str | None:
+    """The commit tokenomy runs from, when the ``package`` directory (this one) sits at the top of a git
+    work tree, as in a clone; otherwise None, not the commit of whatever repository happens to enclose
+    an installed copy (a project whose ``.venv`` holds tokenomy)."""
+    here = (package or Path(__file__).parent).resolve()
     try:
-        here = Path(__file__).resolve().parent
         rev = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+            ["git", "-C", str(here), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
-        return rev.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+    lines = rev.stdout.splitlines()
+    if rev.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != here.parent:
+        return None
+    return lines[1].strip() or None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a stopped run resumes: the last round whose tables, snapshot and state were all written.
+
+    ``round`` is -1 (and ``world`` None) for a run stopped before its first checkpoint: it restarts
+    from its first round. ``state`` is what the runner added (the LLM usage and caps).
+    """
+
+    round: int
+    world: World | None
+    state: dict[str, Any]
+    rounds_completed: int
+
+
+def _new_dir(path: Path) -> Path:
+    """Create ``path``, or, if something took that name, ``path-<random>``: atomically (``mkdir``
+    fails rather than share a directory), so two runs started in the same microsecond never collide."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate = path
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            candidate = path.with_name(f"{path.name}-{secrets.token_hex(3)}")
+
+
+def _check_creatable(path: Path) -> None:
+    """Raise :class:`RunDirError` unless a run directory can be made at ``path``: its nearest existing
+    ancestor must be a directory in which a directory can be made (a probe, made and removed: under
+    ``/proc`` or on a read-only mount, a permission check alone says yes)."""
+    try:
+        base = next(p for p in (path, *path.parents) if p.exists())
+    except StopIteration:
+        return
+    except OSError as exc:  # a name too long, say
+        raise RunDirError(f"{path}: cannot be a run directory ({exc.strerror})") from None
+    if base == path and not base.is_dir():
+        raise RunDirError(f"{path}: exists and is not a directory (choose another --out)")
+    if not base.is_dir():
+        raise RunDirError(f"{path}: {base} is a file, not a directory (choose another --out)")
+    probe = base / f".tokenomy-probe-{secrets.token_hex(4)}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot create a run directory in {base} ({exc.strerror})") from None
 
 
 @dataclass
 class RunWriter:
-    """Streams one run's outputs into ``path``."""
+    """Writes one run's outputs into ``path``, holding its lock until :meth:`close`."""
 
     path: Path
-    flush_rows: int = 200_000
-    _writers: dict[str, pq.ParquetWriter] = field(default_factory=dict)
-    _buffers: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
+    flush_rows: int = 200_000  # buffered rows that force a part before the next checkpoint (memory)
+    _rounds: list[tuple[int, dict[str, pd.DataFrame]]] = field(default_factory=list)  # whole rounds only
+    _rows: int = 0
+    _parts_through: int = -1  # the last round written into a part
     _manifest: dict[str, Any] = field(default_factory=dict)
+    _lock: RunLock | None = None
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self._manifest
 
     @staticmethod
     def check(path: Path, *, overwrite: bool = False) -> None:
-        """Raise :class:`RunDirError` unless ``path`` can take a new run."""
+        """Raise :class:`RunDirError` unless ``path`` can take a new run (nothing is changed)."""
+        _check_creatable(path)  # first: a name too long is an error here, not an OSError from exists()
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path}: exists and is not a directory (choose another --out)")
-        if path.exists() and any(path.iterdir()) and not overwrite:
+        if (who := lock_holder(path)) is not None:
+            raise RunDirError(
+                f"{path}: a run ({who}) is writing into this directory; wait for it to end, or choose another --out"
+            )
+        RunWriter._check_empty(path, overwrite=overwrite)
+
+    @staticmethod
+    def _check_empty(path: Path, *, overwrite: bool) -> None:
+        if path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()) and not overwrite:
             raise RunDirError(f"{path}: directory exists and is not empty (choose another --out, or --overwrite)")
 
     @classmethod
-    def create(cls, path: Path, manifest: dict[str, Any], *, overwrite: bool = False) -> RunWriter:
+    def create(
+        cls, path: Path, manifest: dict[str, Any], *, overwrite: bool = False, unique: bool = False
+    ) -> RunWriter:
+        """Lock and prepare ``path`` for a new run; ``unique``: make a new directory, renamed if taken."""
         path = Path(path)
-        cls.check(path, overwrite=overwrite)
-        if path.exists() and any(path.iterdir()):
-            for name in [*(f"{t}.parquet" for t in TABLES), "manifest.json", "llm-cache.sqlite"]:
-                (path / name).unlink(missing_ok=True)
-            for snap in (path / "snapshots").glob("*.snap") if (path / "snapshots").exists() else []:
-                snap.unlink()
-        (path / "snapshots").mkdir(parents=True, exist_ok=True)
-        w = cls(path)
-        w._manifest = {
-            **manifest,
-            "status": "running",
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": _versions(),
-            "git_revision": _git_revision(),
-            "command": sys.argv,
-        }
-        w._write_manifest()
+        try:
+            if unique:
+                path = _new_dir(path)
+            else:
+                cls.check(path, overwrite=overwrite)
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only or pseudo file system
+            raise RunDirError(f"{path}: cannot create the run directory ({exc.strerror})") from None
+        lock = RunLock.acquire(path)
+        try:
+            cls._check_empty(path, overwrite=overwrite)  # again, now that no other run can start here
+            _clear(path)
+            (path / "snapshots").mkdir(exist_ok=True)
+            w = cls(path, _lock=lock)
+            w._manifest = {
+                **manifest,
+                "status": "running",
+                "started": _now(),
+                "versions": _versions(),
+                "git_revision": _git_revision(),
+                "command": sys.argv,
+                "checkpoint": None,
+            }
+            w._write_manifest()
+        except BaseException:
+            lock.release()
+            raise
         return w
+
+    @classmethod
+    def reopen(cls, path: Path) -> tuple[RunWriter, Checkpoint]:
+        """Lock a stopped run's directory and read its checkpoint, the snapshot checked against its
+        SHA-256. Nothing is changed yet (:meth:`truncate` does that): a failure here leaves the run as it was."""
+        path = Path(path)
+        read_manifest(path)  # a clear error for a missing or damaged manifest before anything else
+        lock = RunLock.acquire(path)
+        try:
+            m = read_manifest(path)  # again: now nobody else writes it
+            if m.get("status") == "finished":
+                raise RunDirError(f"{path}: the run finished; there is nothing to resume")
+            if "checkpoint" not in m:
+                raise RunDirError(f"{path}: written by a tokenomy that could not resume runs (no checkpoint recorded)")
+            point = _checkpoint(path, m["checkpoint"])
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, _manifest=m, _lock=lock, _parts_through=point.round), point
+
+    def truncate(self, after: int) -> None:
+        """Remove what lies past round ``after``: table parts and snapshots, the leftovers of a write
+        cut short, and the single tables of a finish cut short; then mark the run ``running`` again."""
+        for part in (self.path / PARTS).glob("*/*"):
+            r = _part_range(part)
+            if r is None or r[0] > after:  # a temporary file a killed write left, or a part past the checkpoint
+                part.unlink()
+            elif r[1] > after:  # straddles the checkpoint (parts never do, by construction): keep its head
+                t = ds.dataset(str(part), format="parquet").to_table(filter=ds.field("round") <= after)
+                _write_table_atomic(part.with_name(f"rounds-{r[0]:06d}-{after:06d}.parquet"), [t], t.schema)
+                part.unlink()
+        snaps = self.path / "snapshots"
+        snaps.mkdir(exist_ok=True)
+        for snap in snaps.glob("round-*"):
+            if (hit := _SNAP.fullmatch(snap.name)) is not None and (hit[2] is not None or int(hit[1]) > after):
+                snap.unlink()  # a snapshot past the checkpoint, or one a killed write left half-done
+        for table in TABLES:
+            (self.path / f"{table}.parquet").unlink(missing_ok=True)
+            (self.path / f"{table}.parquet.tmp").unlink(missing_ok=True)
+        m = self._manifest
+        for key in ("error", "finished"):
+            m.pop(key, None)
+        m["status"] = "running"
+        m.setdefault("resumed", []).append({"at": _now(), "after_round": after, "command": sys.argv})
+        self._write_manifest()
+
+    def release(self) -> None:
+        """Let another process write here (the kernel does it too if this process dies)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _write_manifest(self) -> None:
         write_atomic(self.path / "manifest.json", json.dumps(self._manifest, indent=2, default=str).encode())
 
-    def append(self, table: str, frame: pd.DataFrame) -> None:
-        """Buffer rows; they reach the file in large row groups (a write per round is slow)."""
-        if frame.empty:
-            return
-        buf = self._buffers.setdefault(table, [])
-        buf.append(frame)
-        if sum(len(f) for f in buf) >= self.flush_rows:
-            self.flush(table)
+    def add_round(self, round_no: int, frames: Mapping[str, pd.DataFrame]) -> None:
+        """Buffer one round's rows, every table at once, so an interrupt never leaves part of a round
+        buffered; a part is written before the next checkpoint only when the buffer passes ``flush_rows``."""
+        kept = {name: f for name, f in frames.items() if not f.empty}
+        self._rounds.append((round_no, kept))
+        self._rows += sum(len(f) for f in kept.values())
+        if self._rows >= self.flush_rows:
+            self.flush()
 
-    def flush(self, table: str) -> None:
-        buf = self._buffers.pop(table, [])
-        if not buf:
+    def flush(self, through: int | None = None) -> None:
+        """Write the buffered rounds (up to ``through``) as one complete part per table.
+
+        A part is named by its round range, so writing it again after an interrupt replaces it with
+        the same content.
+        """
+        rounds = [(r, f) for r, f in self._rounds if through is None or r <= through]
+        if not rounds:
             return
-        t = pa.Table.from_pandas(pd.concat(buf, ignore_index=True), preserve_index=False)
-        w = self._writers.get(table)
-        if w is None:
-            w = pq.ParquetWriter(self.path / f"{table}.parquet.tmp", t.schema, compression="zstd")
-            self._writers[table] = w
-        w.write_table(t.cast(w.schema))
+        name = f"rounds-{rounds[0][0]:06d}-{rounds[-1][0]:06d}.parquet"
+        for table in sorted({t for _, frames in rounds for t in frames}):
+            frame = pd.concat([frames[table] for _, frames in rounds if table in frames], ignore_index=True)
+            t = pa.Table.from_pandas(frame, preserve_index=False)
+            (self.path / PARTS / table).mkdir(parents=True, exist_ok=True)
+            _write_table_atomic(self.path / PARTS / table / name, [t], t.schema, compression=PART_COMPRESSION)
+        self._parts_through = rounds[-1][0]
+        self._rounds = self._rounds[len(rounds) :]
+        self._rows = sum(len(f) for _, frames in self._rounds for f in frames.values())
+
+    def can_checkpoint(self, round_no: int) -> bool:
+        """Whether ``round_no`` can become the checkpoint: no part written so far goes past it."""
+        return self._parts_through <= round_no
+
+    def checkpoint(
+        self, round_no: int, snapshot: str, sha256: str, *, rounds_completed: int, state: dict[str, Any]
+    ) -> None:
+        """Make ``round_no`` the round resume starts after: its parts, then the manifest naming its snapshot.
+
+        The snapshot is on disk already and the manifest is written last and atomically, so a
+        checkpoint in it always has its tables and its snapshot.
+        """
+        self.flush(through=round_no)
+        rel = f"snapshots/{snapshot}"
+        self._manifest["checkpoint"] = {
+            "round": round_no,
+            "path": rel,
+            "sha256": sha256,
+            "rounds_completed": rounds_completed,
+            "state": state,
+        }
+        self._manifest["last_snapshot"] = {"path": rel, "sha256": sha256}
+        self._manifest["rounds_completed"] = rounds_completed
+        self._write_manifest()
 
     def snapshot(self, round_no: int, data: bytes) -> str:
         name = f"round-{round_no:06d}.snap"
@@ -151,40 +525,145 @@ class RunWriter:
         return name
 
     def close(self, status: str, **extra: Any) -> None:
-        """Close the tables, move them into place, and record the outcome in the manifest."""
-        for name in list(self._buffers):
-            self.flush(name)
-        for name, w in self._writers.items():
-            w.close()
-            os.replace(self.path / f"{name}.parquet.tmp", self.path / f"{name}.parquet")
-        self._writers.clear()
-        for name in TABLES:  # a table no round added to (no trade, no event) is there, empty
-            if not (self.path / f"{name}.parquet").exists():
-                pq.write_table(pa.table({}), self.path / f"{name}.parquet")
-        self._manifest.update(status=status, finished=datetime.now(UTC).isoformat(timespec="seconds"), **extra)
-        self._write_manifest()
+        """Write what is buffered, record the outcome in the manifest, and let go of the lock.
+
+        A finished run's parts become the single ``<table>.parquet`` files first (each written whole),
+        then the manifest says ``finished``, then the parts go: at every moment the tables are whole.
+        """
+        try:
+            failed: OSError | None = None
+            try:
+                self.flush()
+                if status == "finished":
+                    for name in TABLES:
+                        self._consolidate(name)
+            except OSError as exc:  # a full disk: the manifest still says how the run ended (the parts stay)
+                failed, before = exc, str(extra.get("error", status))
+                error = f"{type(exc).__name__}: {exc}"
+                extra["error"] = error if status == "finished" or str(exc) in before else f"{before}; then {error}"
+            finished = status == "finished" and failed is None
+            self._manifest.update(status=status if failed is None else "failed", finished=_now(), **extra)
+            self._write_manifest()
+            if failed is not None and status == "finished":
+                raise failed  # a run that should have finished and did not: the caller must know
+            if finished:
+                shutil.rmtree(self.path / PARTS, ignore_errors=True)
+        finally:
+            self.release()
+
+    def _consolidate(self, name: str) -> None:
+        """One table's parts as one file, read a part at a time (a table no round added to, no trade or
+        event, is there, empty)."""
+        parts = _parts(self.path, name)
+        schema = _unified_schema(parts) if parts else pa.schema([])
+        tables = (ds.dataset(str(p), schema=schema, format="parquet").to_table() for p in parts)
+        _write_table_atomic(self.path / f"{name}.parquet", tables, schema)
+
+
+def _checkpoint(path: Path, ck: dict[str, Any] | None) -> Checkpoint:
+    """The manifest's checkpoint with its world, read from a snapshot whose SHA-256 matches."""
+    if ck is None:
+        return Checkpoint(-1, None, {}, 0)
+    snap = path / ck["path"]
+    try:
+        data = snap.read_bytes()
+    except OSError as exc:
+        raise RunDirError(f"{snap}: the checkpoint's snapshot cannot be read ({exc.strerror})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != ck["sha256"]:
+        raise RunDirError(
+            f"{snap}: SHA-256 {digest} is not the {ck['sha256']} the manifest recorded: the snapshot is"
+            " damaged, so the run cannot resume from it"
+        )
+    try:
+        world = World.from_bytes(data)
+    except (ValueError, KeyError, OSError) as exc:
+        raise RunDirError(f"{snap}: not a readable world snapshot ({exc})") from None
+    return Checkpoint(int(ck["round"]), world, dict(ck.get("state") or {}), int(ck["rounds_completed"]))
+
+
+def _clear(path: Path) -> None:
+    """Remove an earlier run's outputs from ``path`` (``--overwrite``); nothing else in it is touched."""
+    names = [*(f"{t}.parquet" for t in TABLES), *(f"{t}.parquet.tmp" for t in TABLES), "manifest.json"]
+    names += ["llm-cache.sqlite", "llm-cache.sqlite-wal", "llm-cache.sqlite-shm"]
+    for name in names:
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / PARTS, ignore_errors=True)
+    snaps = path / "snapshots"
+    for snap in [*snaps.glob("*.snap"), *snaps.glob("*.snap.tmp")] if snaps.is_dir() else []:
+        snap.unlink()
 
 
 class Run:
-    """A finished (or failed) run read back: tables as DataFrames, graphs per round."""
+    """A run read back, finished or not: tables as DataFrames, graphs per round.
+
+    A finished run's tables are its single ``<table>.parquet`` files; an unfinished run's are its
+    complete parts, concatenated (``finished``, ``active``, ``rounds_recorded`` and
+    ``checkpoint_round`` say what it holds).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not (self.path / "manifest.json").is_file():
-            raise RunDirError(f"{self.path}: not a run directory (no manifest.json)")
+        self.manifest: dict[str, Any] = read_manifest(self.path)
 
     def __repr__(self) -> str:
         m = self.manifest
-        return f"Run({str(self.path)!r}, scenario={m.get('scenario', {}).get('name')!r}, status={m.get('status')!r})"
+        return f"Run({str(self.path)!r}, scenario={m['scenario'].get('name')!r}, status={self.status!r})"
 
-    @cached_property
-    def manifest(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
-        return data
+    @property
+    def status(self) -> str:
+        """The manifest's: ``running``, ``finished``, ``interrupted`` (a signal) or ``failed`` (an error).
+        A killed run still says ``running``: ``active`` tells whether a process is still writing it."""
+        return str(self.manifest.get("status", "unknown"))
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def active(self) -> bool:
+        """Whether a live process holds the run's lock (asked now, not when the run was opened)."""
+        return lock_holder(self.path) is not None
+
+    @property
+    def rounds_recorded(self) -> list[int]:
+        """The rounds the tables hold (the rounds of ``metrics``)."""
+        m = self.metrics
+        return sorted(int(r) for r in m["round"].unique()) if "round" in m else []
+
+    @property
+    def checkpoint_round(self) -> int | None:
+        """The last round resume starts after (its tables, snapshot and state all on disk), or None."""
+        ck = self.manifest.get("checkpoint")
+        return int(ck["round"]) if isinstance(ck, dict) else None
+
+    def describe(self) -> str:
+        """One line: how the run stands, which rounds it holds, and how to continue it."""
+        first, last = self.manifest.get("round_range", [0, self.manifest.get("rounds", "?")])
+        planned = f"{first}-{last - 1}" if isinstance(last, int) and first else last
+        holds = f"it holds rounds {_ranges(self.rounds_recorded)} of {planned}"
+        if self.finished:
+            return f"{self.path}: finished; {holds}"
+        if (who := lock_holder(self.path)) is not None:
+            return f"{self.path}: still running ({who}); so far {holds}"
+        if self.status == "running":
+            how = "stopped without finishing (its process was killed: it says running, but nothing holds its lock)"
+        else:
+            how = f"{self.status} ({self.manifest.get('error', 'no error recorded')})"
+        if "checkpoint" not in self.manifest:  # written before runs could resume
+            return f"{self.path}: {how}; {holds}"
+        ck = self.checkpoint_round
+        after = f"after round {ck}" if ck is not None else "from its first round"
+        return f"{self.path}: {how}; {holds}; `tokenomy resume {self.path}` continues it {after}"
+
+    def _parts(self, name: str) -> list[Path]:
+        return [] if self.finished else _parts(self.path, name)
 
     def _table(self, name: str) -> pd.DataFrame:
+        if parts := self._parts(name):
+            return _read_parts(parts)
         f = self.path / f"{name}.parquet"
-        return pd.read_parquet(f) if f.exists() else pd.DataFrame()
+        return pd.read_parquet(f) if f.exists() else _empty()
 
     @cached_property
     def metrics(self) -> pd.DataFrame:
@@ -239,7 +718,12 @@ class Run:
         world = self.world(round_no)
         f = self.path / "payments.parquet"
         # read just this round's rows: the whole table can be millions of rows
-        pay = pd.read_parquet(f, filters=[("round", "==", round_no)]) if f.exists() else pd.DataFrame()
+        where = [("round", "==", round_no)]
+        if parts := self._parts("payments"):
+            mine = [p for p in parts if (r := _part_range(p)) is not None and r[0] <= round_no <= r[1]]
+            pay = _read_parts(mine, filters=where)
+        else:
+            pay = pd.read_parquet(f, filters=where) if f.exists() else pd.DataFrame()
         return MarketGraph.from_world(world, pay)
 
 
@@ -258,8 +742,12 @@ def _ranges(xs: list[int]) -> str:
 
 
 def open_run(path: str | Path) -> Run:
-    """Open a run directory for analysis."""
-    return Run(path)
+    """Open a run directory for analysis; an unfinished run opens too, with an
+    :class:`UnfinishedRunWarning` saying how it stands and which rounds it holds."""
+    run = Run(path)
+    if not run.finished:
+        warnings.warn(run.describe(), UnfinishedRunWarning, stacklevel=2)
+    return run
 
 
 def payments_frame(round_no: int, postings: list[Posting], layout: Layout, level: str) -> pd.DataFrame:
@@ -267,7 +755,7 @@ def payments_frame(round_no: int, postings: list[Posting], layout: Layout, level
     payment kinds, in registration order) and rail."""
     kinds = registry.payment_kinds()
 
-    if not postings:
+    if not any(p.amount.size for p in postings):  # no posting moved anything (an economy with no one employed)
         return pd.DataFrame()
     payer = np.concatenate([p.payer for p in postings])
     payee = np.concatenate([p.payee for p in postings])

@@ -194,6 +194,28 @@ class World:
     # columns of registered roles and assets beyond the built-ins, by "<role>.<column>"
     extra: dict[str, NDArray[Any]] = field(default_factory=dict)
 
+    # -- size -------------------------------------------------------------------------------------
+    @classmethod
+    def estimated_nbytes(
+        cls, *, accounts: int, households: int, firms: int, banks: int, tokens: int, holders: int
+    ) -> int:
+        """Bytes a world of this size holds in its arrays, read off the columns' dtypes without
+        building one: a population too large for memory is refused before anything is allocated."""
+        per = {"h_": households, "f_": firms, "b_": banks, "t_": tokens, "holder_accounts": holders}
+        total = accounts * (2 * np.dtype(np.int64).itemsize + np.dtype(bool).itemsize)  # ledger: balance, floor, issuer
+        for f in fields(cls):
+            if not callable(f.default_factory):
+                continue
+            column = f.default_factory()
+            if not isinstance(column, np.ndarray):
+                continue
+            if f.name == "holdings":
+                n = holders * tokens
+            else:  # a column per household, firm, bank or token; the rest (the price history) are fixed size
+                n = next((count for prefix, count in per.items() if f.name.startswith(prefix)), 0)
+            total += n * column.dtype.itemsize
+        return total
+
     # -- views ------------------------------------------------------------------------------------
     @property
     def n_households(self) -> int:

@@ -243,7 +243,8 @@ def test_conservation_failure_stops_the_run_and_says_where(tmp_path: Path, monke
     monkeypatch.setattr(Simulation, "settle", leaky_settle)
     with pytest.raises(ConservationError, match=r"round 3: .*difference 1"):
         sim.run(tmp_path / "leak")
-    run = tokenomy.open_run(tmp_path / "leak")
+    with pytest.warns(tokenomy.store.UnfinishedRunWarning, match="failed .ConservationError: round 3"):
+        run = tokenomy.open_run(tmp_path / "leak")
     assert run.manifest["status"] == "failed"
     assert "round 3" in run.manifest["error"]
     assert list(run.metrics["round"]) == [0, 1, 2]

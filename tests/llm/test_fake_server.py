@@ -276,12 +276,63 @@ def test_fault_every_picks_requests_by_counter(srv: FakeOpenAIServer) -> None:
     assert results == ["ok", "500", "ok", "500"]
 
 
-def test_no_json_schema_like_llama_cpp(srv: FakeOpenAIServer) -> None:
+def test_no_json_schema_refused_outright(srv: FakeOpenAIServer) -> None:
     srv.set(faults="no_json_schema")
     with pytest.raises(openai.BadRequestError, match="json_schema not supported"):
         outcome(srv, HouseholdDecision, "json_schema")
     assert isinstance(outcome(srv, HouseholdDecision, "json_mode")[0], HouseholdDecision)
     assert isinstance(outcome(srv, HouseholdDecision, "function_calling")[0], HouseholdDecision)
+
+
+def test_json_schema_500_like_llama_cpp_python(srv: FakeOpenAIServer) -> None:
+    srv.set(faults="json_schema_500", retry_after_ms=1)
+    with pytest.raises(openai.InternalServerError, match="Input should be 'text' or 'json_object'"):
+        chat(srv, max_retries=0).with_structured_output(HouseholdDecision, method="json_schema").invoke(
+            prompt(HouseholdDecision)
+        )
+    assert isinstance(outcome(srv, HouseholdDecision, "function_calling")[0], HouseholdDecision)
+    assert isinstance(outcome(srv, HouseholdDecision, "json_mode")[0], HouseholdDecision)
+    assert srv.stats["by_status"] == {"500": 1, "200": 2}
+
+
+def test_like_a_real_endpoint_wrong_model_bad_key_forbidden() -> None:
+    with FakeOpenAIServer(model="fake-model", api_key="sk-right-key-0123456789") as srv:
+        body = {"model": "fake-model", "messages": [{"role": m, "content": c} for m, c in prompt(FirmDecision)]}
+        status, _, err = post(f"{srv.base_url}/chat/completions", body)  # no key at all
+        assert status == 401 and err["error"]["code"] == "invalid_api_key"
+        wrong = "sk-wrong-key-0123456789abcdef"
+        with pytest.raises(openai.AuthenticationError, match=r"sk-wrong\*\*\*\*cdef"):  # masked, as OpenAI does
+            openai.OpenAI(base_url=srv.base_url, api_key=wrong, max_retries=0).chat.completions.create(**body)
+        right = openai.OpenAI(base_url=srv.base_url, api_key="sk-right-key-0123456789", max_retries=0)
+        with pytest.raises(openai.NotFoundError, match="The model `gpt-nope` does not exist"):
+            right.chat.completions.create(**{**body, "model": "gpt-nope"})
+        srv.set(faults="permission_denied")
+        with pytest.raises(openai.PermissionDeniedError):
+            right.chat.completions.create(**body)
+
+
+def test_fix_on_reask_spares_a_corrected_conversation(srv: FakeOpenAIServer) -> None:
+    srv.set(faults="out_of_range", fix_on_reask=True)
+    client = openai.OpenAI(base_url=srv.base_url, api_key=KEY, max_retries=0)
+    messages: list[Any] = [{"role": m, "content": c} for m, c in prompt(HouseholdDecision)]
+    fmt: Any = {"type": "json_object"}
+    bad = client.chat.completions.create(model="fake-model", messages=messages, response_format=fmt)
+    first = bad.choices[0].message.content or ""
+    assert json.loads(first)["consumption_budget"] == -100.0
+    again = [*messages, {"role": "assistant", "content": first}]
+    again.append({"role": "user", "content": "Rejected: too low. Reply with a JSON object for HouseholdDecision."})
+    fixed = client.chat.completions.create(model="fake-model", messages=again, response_format=fmt)
+    answer = HouseholdDecision.model_validate_json(fixed.choices[0].message.content or "")
+    assert answer.model_dump(exclude={"rationale"}) == expected(HouseholdDecision)  # the observation still read
+
+
+def test_stop_closes_open_keep_alive_connections() -> None:
+    srv = FakeOpenAIServer(model="fake-model").start()
+    client = openai.OpenAI(base_url=srv.base_url, api_key=KEY, max_retries=0)
+    assert [m.id for m in client.models.list()] == ["fake-model"]  # a pooled connection is now open
+    srv.stop()
+    with pytest.raises(openai.APIConnectionError):
+        client.models.list()
 
 
 @pytest.mark.parametrize("method", ["json_mode", "function_calling"])

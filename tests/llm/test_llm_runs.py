@@ -77,8 +77,9 @@ def test_bad_answers_are_rejected_recorded_and_replaced(
     server: FakeOpenAIServer, tmp_path: Path, fault: str, reason: str
 ) -> None:
     server.set(faults=[fault], fault_every=3)
-    # no retries: a retried 500 is a new request, which this fault pattern would let through
-    r = run(server, tmp_path / "run", 'llm.structured_output="json_schema"', "llm.max_retries=0")
+    # no retries, no re-asks: a retried 500 or a re-ask is a new request, which this fault pattern would let through
+    sets = ('llm.structured_output="json_schema"', "llm.max_retries=0", 'llm.on_invalid="fallback"')
+    r = run(server, tmp_path / "run", *sets)
     d, m = llm_rows(r), r.metrics
     fell = d[d["fallback_reason"] != ""]
     # every third answer was bad (17 of 51); with hostile_field only those whose string fields are
@@ -214,7 +215,7 @@ def test_a_busy_server_at_start_does_not_lock_the_run_into_a_weaker_method(serve
     sim = Runner(load_scenario("baseline", llm_sets(server, "llm.max_retries=0")))
     sim.step()
     reasons = [r["fallback_reason"] for r in sim.outcome.llm_records]
-    assert server.stats["completions"] == 1  # one probe, not one per decision nor one per method
+    assert server.stats["completions"] == 3  # one probe per method in the round, not one per decision
     assert all("Error code: 500" in why for why in reasons) and len(reasons) == CALLS_PER_ROUND
     assert sim.llm is not None and sim.llm.decider.method is None and not sim.llm.decider.methods_failed
     server.set(faults=[])

@@ -120,7 +120,8 @@ def test_files_written(clean: tuple[ValidationResult, list[ProgressEvent]]) -> N
     assert data["seeds"] == list(SEEDS)
     assert data["rounds"] == ROUNDS and data["burn_in"] == BURN_IN
     assert data["scenario"]["households"] == 200
-    assert data["scenario"]["record"] == {"snapshot_every": 50, "household_decisions": 0, "payments": "role"}
+    record = {"snapshot_every": 50, "household_decisions": 0, "payments": "role", "flush_every": None}
+    assert data["scenario"]["record"] == record
     assert "full recording" in data["recording"]["note"]
     assert data["passed"] == result.passed and data["exit_code"] == (0 if result.passed else 1)
     assert [c["name"] for c in data["checks"]] == [c.name for c in result.checks]

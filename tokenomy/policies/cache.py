@@ -32,9 +32,12 @@ CREATE TABLE IF NOT EXISTS answers (
     method TEXT,
     input_tokens INTEGER NOT NULL DEFAULT 0,
     output_tokens INTEGER NOT NULL DEFAULT 0,
-    latency_ms REAL NOT NULL DEFAULT 0
+    latency_ms REAL NOT NULL DEFAULT 0,
+    raw_answer TEXT NOT NULL DEFAULT '',
+    repair TEXT NOT NULL DEFAULT ''
 )
 """
+_ADDED = ("raw_answer", "repair")  # columns newer than the first caches: read as '' from an older file
 
 
 def request_key(payload: dict[str, Any]) -> str:
@@ -51,6 +54,8 @@ class CachedAnswer:
     input_tokens: int
     output_tokens: int
     latency_ms: float
+    raw_answer: str = ""  # a rejected or repaired answer as the model sent it (redacted)
+    repair: str = ""  # what was changed to make it valid, or that it was re-asked
 
 
 class AnswerCache:
@@ -63,13 +68,19 @@ class AnswerCache:
         if not read_only:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
+        for col in _ADDED:
+            if col not in have and not read_only:
+                self._db.execute(f"ALTER TABLE answers ADD COLUMN {col} TEXT NOT NULL DEFAULT ''")
+        self._select = ", ".join(c if c in have or not read_only else "''" for c in _ADDED)
+        if not read_only:
             self._db.commit()
 
     def get(self, key: str) -> CachedAnswer | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT ok, decision_json, rationale, fallback_reason, method, input_tokens, output_tokens, latency_ms"
-                " FROM answers WHERE key = ?",
+                "SELECT ok, decision_json, rationale, fallback_reason, method, input_tokens, output_tokens, latency_ms,"
+                f" {self._select} FROM answers WHERE key = ?",
                 (key,),
             ).fetchone()
         return None if row is None else CachedAnswer(bool(row[0]), *row[1:])
@@ -79,7 +90,7 @@ class AnswerCache:
             return
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     int(answer.ok),
@@ -90,6 +101,8 @@ class AnswerCache:
                     answer.input_tokens,
                     answer.output_tokens,
                     answer.latency_ms,
+                    answer.raw_answer,
+                    answer.repair,
                 ),
             )
 

@@ -49,9 +49,13 @@ def load_prompt(name: str, override: str | None = None) -> PromptTemplate:
     """The bundled template for ``name``, or the user's file; checked for unknown placeholders."""
     path = Path(override).expanduser().resolve() if override else bundled_prompt_path(name)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise PromptError(f"{path}: cannot read prompt template ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise PromptError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8") from None
+    if not text.strip():  # a model asked with no instructions answers anything, and the run would not say why
+        raise PromptError(f"{path}: the prompt template is empty; write the role's instructions in it")
     tmpl = Template(text)
     bad = [m for m in tmpl.get_identifiers() if m not in PLACEHOLDERS]
     if bad or not tmpl.is_valid():
