@@ -204,6 +204,23 @@ def test_auto_settles_on_tools_in_round_0_against_a_llama_cpp_like_server(
     assert_conserved(r)
 
 
+@pytest.mark.parametrize("on_invalid", ["fallback", "reask"])
+def test_auto_keeps_a_method_whose_answers_only_break_bounds(
+    server: FakeOpenAIServer, tmp_path: Path, on_invalid: str
+) -> None:
+    """llama-cpp-python with a 135M model: json_schema gets a 500, tools answers in the schema's
+    shape but with a number past its bound. That answer is the model's mistake, not the method's:
+    auto settles on tools, and the answer goes to on_invalid (before, tools was given up in round 0
+    and every decision went to the rules)."""
+    server.set(faults=["json_schema_500", "out_of_range"])
+    r = run(server, tmp_path / "run", f'llm.on_invalid="{on_invalid}"', "llm.max_fallback_share=1.0")
+    usage = r.manifest["llm_usage"]
+    assert usage["structured_output_method"] == "tools"
+    assert "tools" not in usage["methods_failed"] and "json_schema" in usage["methods_failed"]
+    assert server.stats["by_style"].get("json_schema", 0) == 2  # probed once (retried once), never again
+    assert_conserved(r)
+
+
 def test_when_every_method_is_refused_the_run_stops_before_round_0(server: FakeOpenAIServer, tmp_path: Path) -> None:
     server.set(faults=["ignore_schema"])  # prose, whatever was asked for
     sc = load_scenario("baseline", llm_sets(server, 'llm.on_invalid="fallback"'))

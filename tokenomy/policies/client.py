@@ -44,6 +44,7 @@ __all__ = [
     "read_key",
     "redact",
     "schema_of",
+    "well_formed",
 ]
 
 SHARD = 16  # concurrent calls per HTTP client (see ModelClient._make_chats)
@@ -116,6 +117,7 @@ class CallOutcome:
     raw_answer: str = ""  # a rejected or repaired answer as the model sent it (redacted, bounded)
     repair: str = ""  # what made the answer valid: the fields clipped or dropped, or a re-ask
     capped: bool = False  # handed to the rules by llm.max_calls or llm.budget_usd: never asked
+    well_formed: bool = False  # the answer had the schema's shape (only values were wrong): the method works
 
     @property
     def called(self) -> bool:
@@ -234,6 +236,7 @@ class ModelClient:
             out = self._fail(method, t0, f"invalid answer: {why}")
             out.input_tokens, out.output_tokens, out.responded = tin, tout, True
             out.invalid, out.raw_answer = redact(why, (self._key,))[:500], self._keep(raw_text(method, msg))
+            out.well_formed = isinstance(exc, ValidationError) and well_formed(exc)
             return out
         rationale = str(getattr(parsed, "rationale", ""))[: self.cfg.rationale_chars]
         out = CallOutcome(parsed, rationale, "", latency, tin, tout, False, method, calls=1, responded=True)
@@ -253,6 +256,19 @@ class ModelClient:
             method=method,
             calls=1,
         )
+
+
+_SHAPE_ERRORS = frozenset(
+    {"missing", "extra_forbidden", "json_invalid", "json_type", "model_type", "model_attributes_type"}
+)
+
+
+def well_formed(err: ValidationError) -> bool:
+    """Whether an answer that failed validation still had the schema's shape: every field there,
+    none extra, only values out of range or of the wrong type. Such an answer says the method
+    works on this server (a grammar-constrained ``tools`` call with one number past its bound);
+    an answer of another shape (an echoed observation, missing fields) says it does not."""
+    return all(e["type"] not in _SHAPE_ERRORS for e in err.errors())
 
 
 def classify_error(exc: BaseException) -> tuple[bool, str, bool]:

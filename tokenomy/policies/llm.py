@@ -444,8 +444,12 @@ class LLMDecider:
         """Try each structured-output method on one request, in this round, until one gives a valid answer.
 
         Whatever the failure (a 400, a 500 like llama-cpp-python's answer to json_schema, a timeout,
-        an invalid answer), the next method is tried at once, and the first that works is kept; the
-        ones before it are given up. When none works, those that failed transiently (timeouts,
+        an answer of another shape), the next method is tried at once, and the first that works is
+        kept; the ones before it are given up. A method works when its answer validates or has the
+        schema's shape with a value out of bounds (that answer is then handled by
+        ``llm.on_invalid`` like any other): measured against llama-cpp-python with a 135M model,
+        counting such an answer as a failure gave up ``tools`` in round 0 and every decision went
+        to the rules. When none works, those that failed transiently (timeouts,
         429, 5xx) are tried again next round, so a server still warming up does not lose a method
         for good; if every method has been refused for good, the endpoint is unusable
         (``LLMUnavailableError``). Every attempt is a call (capped by ``max_calls``); the last is
@@ -462,11 +466,11 @@ class LLMDecider:
                 self._reserved += 1
             (out,) = await self._ask(m, [r], where)
             tried[m] = out
-            if out.decision is not None:
-                self.method = m
+            if out.decision is not None or out.well_formed:
+                self.method = m  # a well-formed answer with a value out of bounds: the method works
                 break
         for m, o in tried.items():
-            if o.decision is None and (self.method is not None or not o.transient):
+            if m != self.method and o.decision is None and (self.method is not None or not o.transient):
                 self.methods_failed[m] = o.fallback_reason
         if self.method is None and len(self.methods_failed) == len(AUTO_ORDER):
             detail = "; ".join(f"{m}: {why[:120]}" for m, why in self.methods_failed.items())
