@@ -286,15 +286,19 @@ def central_bank_interest(w: World, o: RoundOutcome, s: Scenario) -> None:
 
 
 def state_finance(w: World, o: RoundOutcome, s: Scenario) -> None:
-    """The central bank advances what the state lacks for this round's purchases (a deficit
-    financed by explicit debt, ``roles.regulator.deficit_financing = "money"``)."""
+    """The central bank advances what the state lacks for this round's purchases and the
+    bank-transfer fees on them (a deficit financed by explicit debt,
+    ``roles.regulator.deficit_financing = "money"``)."""
     p = o.purchases
     assert p is not None, "clear before settle"
     if regulator_config(s).deficit_financing != "money":
         return
     gov = p.buyer >= w.n_households + w.n_firms
     state = w.layout.first("regulator")
-    advance_to_state(w, int(p.amount[gov].sum()) - int(w.ledger.spendable(np.array([state]))[0]))
+    amount = p.amount[gov]
+    fee = rails.fees(amount, np.full(amount.size, int(Rail.BANK_TRANSFER)), w.rail_fees())  # paid on top
+    due = int(amount.sum()) + int(np.asarray(fee).sum())
+    advance_to_state(w, due - int(w.ledger.spendable(np.array([state]))[0]))
 
 
 def state_repays(w: World, o: RoundOutcome, s: Scenario) -> None:

@@ -433,3 +433,14 @@ def test_a_snapshot_keeps_the_registers_and_the_future() -> None:
     pd.testing.assert_frame_equal(pd.DataFrame(rows[0]), pd.DataFrame(rows[1]), check_exact=True)
     assert restored.world.b_equity.tolist() == sim.world.b_equity.tolist()
     assert restored.world.cb_advances == sim.world.cb_advances and restored.world.cb_equity == sim.world.cb_equity
+
+
+def test_the_state_is_advanced_its_purchases_fees_too() -> None:
+    """A bank-transfer fee is paid on top of what the state buys: the central bank's advance
+    covers both (before, a 20% fee made the state short of its own purchases and the round failed
+    with InsufficientFunds)."""
+    sim = _sim("baseline", "rails.bank_transfer_fee=0.2")
+    for r in range(15):
+        o = sim.step()
+        _assert_sound(sim.world, o, f"round {r}")
+    assert sim.world.cb_advances > 0
