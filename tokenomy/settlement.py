@@ -297,7 +297,7 @@ def state_finance(w: World, o: RoundOutcome, s: Scenario) -> None:
     state = w.layout.first("regulator")
     amount = p.amount[gov]
     fee = rails.fees(amount, np.full(amount.size, int(Rail.BANK_TRANSFER)), w.rail_fees())  # paid on top
-    due = int(amount.sum()) + int(np.asarray(fee).sum())
+    due = int(amount.sum()) + int(fee.sum())
     advance_to_state(w, due - int(w.ledger.spendable(np.array([state]))[0]))
 
 
