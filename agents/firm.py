@@ -411,6 +411,13 @@ def profitable_workforce(
     return np.minimum(target, cap).astype(np.int64)
 
 
+def headcount(units: NDArray[np.int64], skill: NDArray[np.float64], most: int) -> NDArray[np.int64]:
+    """The workers that supply ``units`` efficiency units at the firm's own skill per worker (a new
+    hire is expected to be like its staff): rounded up, so the plan's output is met."""
+    heads = np.ceil(units / np.maximum(skill, 1e-12) - 1e-9)
+    return np.minimum(heads, most).astype(np.int64)
+
+
 def hoard_labour(target: NDArray[np.int64], workforce: NDArray[np.float64], p: Firm) -> NDArray[np.int64]:
     """Labour hoarding: a firm sheds at most ``max_fire_share`` of its workforce a round."""
     return np.maximum(target, np.floor(workforce * (1.0 - p.max_fire_share))).astype(np.int64)
@@ -545,7 +552,8 @@ class Firms:
         The random draws (price moves, output steps, wage moves) happen in that order; a seed fixes them.
         """
         p, prod = config(scenario), scenario.production
-        workforce = world.workers().astype(np.float64)
+        workforce = world.labour()  # efficiency units: what the firm produces with and pays for
+        skill = world.mean_skill()
         c_k = capital_user_cost(world, scenario)
         cost = unit_cost(world, prod, workforce, c_k)
         markup: NDArray[np.float64] | None = None
@@ -563,8 +571,9 @@ class Firms:
         planned = target_workforce(world, prod, sales.planned, labour)
         if p.hire_to_marginal_product:
             planned = profitable_workforce(world, prod, planned, price, wage)
-        target = hoard_labour(planned, workforce, p)
-        wage_bill = target * wage
+        heads = headcount(planned, skill, world.n_households)
+        target = hoard_labour(heads, self._workers(world, view).astype(np.float64), p)
+        wage_bill = target * wage * skill
         need = cash_need(wage_bill, fixed_payments(world, scenario), invest)
         loan = loan_request(world, need)
         issue = share_issue(world, p, loan)
@@ -591,7 +600,7 @@ def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scena
     notes = batch.notes
     # the workers whose whole wage (as settlement pays it, floored to the cent) fits in the room:
     # one division, so a target that fits is never cut by a rounding step
-    each = np.floor(batch.wage_offer)
+    each = np.floor(batch.wage_offer * world.mean_skill())  # a worker costs the offer per unit times her skill
     affordable_workers = np.where(each > 0, np.floor(room / np.maximum(each, 1.0)), batch.target_workers)
     target = np.minimum(batch.target_workers, affordable_workers).astype(np.int64)
     note(notes, target < batch.target_workers, "workforce cut to what the firm can pay")

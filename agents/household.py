@@ -247,7 +247,8 @@ def consumption_budget(world: World, want: NDArray[np.float64]) -> NDArray[np.in
 
 def reservation_wage(world: World, p: Household) -> NDArray[np.float64]:
     """Work: the employed ask their current wage; the unemployed lower their reservation wage by
-    ``reservation_decay`` per round without work (not below ``min_reservation_wage``), cents."""
+    ``reservation_decay`` per round without work (not below ``min_reservation_wage``), cents per
+    efficiency unit, as firms offer wages."""
     employed = world.h_employer >= 0
     current = world.f_wage[np.maximum(world.h_employer, 0)]
     lowered = np.maximum(world.h_reservation * (1.0 - p.reservation_decay), p.min_reservation_wage * 100)
@@ -337,7 +338,7 @@ class Households:
             net_income_last_round=float(world.h_income[i]) / 100,
             spent_last_round=float(world.h_spent[i]) / 100,
             employed=emp >= 0,
-            wage=float(world.f_wage[emp]) / 100 if emp >= 0 else 0.0,
+            wage=float(world.f_wage[emp] * world.h_skill[i]) / 100 if emp >= 0 else 0.0,
             reservation_wage=float(world.h_reservation[i]) / 100,
             rounds_unemployed=int(world.h_unemployed_rounds[i]),
             token_wealth=float(world.household_holdings()[i] @ world.t_price) / 100,

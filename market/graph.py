@@ -77,6 +77,8 @@ class WorldLike(Protocol):
     @property
     def f_wage(self) -> NDArray[np.float64]: ...
     @property
+    def h_skill(self) -> NDArray[np.float64]: ...
+    @property
     def f_loan(self) -> NDArray[np.int64]: ...
     @property
     def f_loan_bank(self) -> NDArray[np.int64]: ...
@@ -137,7 +139,7 @@ class MarketGraph(nx.MultiDiGraph):  # type: ignore[misc]  # networkx has no stu
             (
                 name(household0 + int(h)),
                 name(firm0 + int(world.h_employer[h])),
-                {"kind": "employment", "wage": float(world.f_wage[world.h_employer[h]]) / 100},
+                {"kind": "employment", "wage": float(world.f_wage[world.h_employer[h]] * world.h_skill[h]) / 100},
             )
             for h in emp
         )

@@ -8,6 +8,7 @@ the one generator in this order, so a seed fixes the whole run.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tokenomy.agents.bank import BankBatch, grant_loans
-from tokenomy.agents.firm import FirmBatch, fit_to_funds
+from tokenomy.agents.firm import FirmBatch, fit_to_funds, fixed_payments
 from tokenomy.agents.firm import config as firm_config
 from tokenomy.agents.household import HouseholdBatch
 from tokenomy.agents.household import config as household_config
@@ -84,9 +85,58 @@ def labour(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> 
     o.hired = int(got.sum())
     o.fired += moved  # a move is a separation from one firm and a hire at another
     w.f_unfilled = vacancies - np.bincount(new[got], minlength=w.n_firms)
+    assert o.grant is not None, "credit clears before labour"
+    cash = w.firm_balance() + o.grant
+    let_go = within_cash(w, cash, seekers[got], rng)
+    o.hired -= int(np.isin(let_go, seekers[got]).sum())
+    o.fired += int((~np.isin(let_go, seekers[got])).sum())
+    o.decisions["firm"] = after_wages(w, fm, cash, s)
     w.h_unemployed_rounds = np.where(w.h_employer >= 0, 0, w.h_unemployed_rounds + 1)
     emp_now = w.h_employer >= 0
     w.h_reservation = np.where(emp_now, w.f_wage[np.maximum(w.h_employer, 0)], w.h_reservation)
+
+
+def within_cash(
+    w: World, cash: NDArray[np.int64], hired: NDArray[np.int64], rng: np.random.Generator
+) -> NDArray[np.int64]:
+    """Let workers go where a firm's wage bill now exceeds its cash (wages are paid before sales):
+    the newest hires first, in random order, then its staff. Returns who was let go.
+
+    A firm plans its workforce at the skill of its staff, but the hires it gets are random draws,
+    so the bill can come out above plan; with equal skills it never does (nobody is let go here).
+    """
+    bill = wage_bill(w)
+    over = np.flatnonzero(bill > cash)
+    out: list[NDArray[np.int64]] = []
+    is_new = np.zeros(w.n_households, dtype=bool)
+    is_new[hired] = True
+    for f in over:
+        staff = np.flatnonzero(w.h_employer == f)
+        order = staff[np.lexsort((rng.random(staff.size), ~is_new[staff]))]  # new hires first
+        pay = np.floor(w.f_wage[f] * w.h_skill[order])
+        keep_from = int(np.searchsorted(np.cumsum(pay) >= bill[f] - max(int(cash[f]), 0), True))
+        gone = order[: keep_from + 1]
+        w.h_employer[gone] = -1
+        out.append(gone)
+    return np.concatenate(out) if out else np.empty(0, np.int64)
+
+
+def after_wages(w: World, fm: FirmBatch, cash: NDArray[np.int64], s: Scenario) -> FirmBatch:
+    """Investment and dividends cut to the cash the workforce actually hired leaves (the plan
+    priced new hires at the staff's skill); a no-op whenever the wage bill came out at or below plan."""
+    room = np.maximum(cash - fixed_payments(w, s) - wage_bill(w), 0)
+    invest = np.minimum(fm.investment_budget, room)
+    div = np.minimum(fm.dividend, room - invest)
+    if np.array_equal(invest, fm.investment_budget) and np.array_equal(div, fm.dividend):
+        return fm
+    return dataclasses.replace(fm, investment_budget=invest, dividend=div)
+
+
+def wage_bill(w: World) -> NDArray[np.int64]:
+    """Each firm's wage bill as settlement pays it: its offer times each worker's skill, floored to the cent."""
+    emp = np.flatnonzero(w.h_employer >= 0)
+    pay = np.floor(w.f_wage[w.h_employer[emp]] * w.h_skill[emp])
+    return np.bincount(w.h_employer[emp], weights=pay, minlength=w.n_firms).astype(np.int64)
 
 
 def production(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
@@ -99,7 +149,7 @@ def production(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator)
     unemployment from about 8% to 10-30% depending on the wage rule; see the README's calibration
     notes. The comparison is one --set away.
     """
-    L = w.workers().astype(np.float64)
+    L = w.labour()
     capacity = np.asarray(prod.output(w.f_capital, L, w.phi, s.production.A, s.production.sigma), dtype=np.float64)
     plan = o.batch("firm", FirmBatch).planned_output if firm_config(s).production == "planned" else None
     o.capacity = capacity

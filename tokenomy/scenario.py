@@ -128,6 +128,13 @@ class Household(RoleConfig):
     separation_rate: float = Field(
         0.015, ge=0, le=1, description="quits and retirements per round, share of the employed (JOLTS quits ~2%/month)"
     )
+    skill_dispersion: float = Field(
+        0.5,
+        ge=0,
+        le=3,
+        description="standard deviation of log skill, a permanent draw (wages are paid per efficiency unit):"
+        " the permanent component of US log earnings, variance about 0.25 (Storesletten, Telmer & Yaron 2004)",
+    )
     on_the_job_search: float = Field(0.05, ge=0, le=1, description="share of the employed looking for a better job")
     job_switch_premium: float = Field(0.02, ge=0, le=1, description="pay rise an on-the-job seeker asks to move")
     reservation_decay: float = Field(0.05, ge=0, lt=1, description="reservation wage cut per round unemployed")

@@ -105,8 +105,7 @@ def _enter(w: World, o: RoundOutcome, s: Scenario, f: int) -> None:
     lay, led, p = w.layout, w.ledger, firm_config(s)
     acct = lay.first("firm") + f
     others = np.arange(w.n_firms) != f
-    workers = w.workers()
-    median_bill = float(np.median((workers * w.f_wage)[others])) if others.any() else 0.0
+    median_bill = float(np.median((w.labour() * w.f_wage)[others])) if others.any() else 0.0
     want = int(p.entry_equity_rounds * median_bill)
     deposits = w.household_balance().astype(np.float64)
     rich = np.flatnonzero(deposits > np.median(deposits))

@@ -140,6 +140,7 @@ class World:
     h_reservation: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # cents per round
     h_unemployed_rounds: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
     h_rail: NDArray[np.int8] = field(default_factory=lambda: np.empty(0, np.int8))
+    h_skill: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # efficiency units, mean 1
     h_income: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # net, last round
     h_spent: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # last round
     # firms
@@ -239,6 +240,22 @@ class World:
     def workers(self) -> NDArray[np.int64]:
         emp = self.h_employer
         return np.bincount(emp[emp >= 0], minlength=self.n_firms).astype(np.int64)
+
+    def labour(self) -> NDArray[np.float64]:
+        """Each firm's workforce in efficiency units (the sum of its workers' skills): what it
+        produces with and pays wages on."""
+        emp = self.h_employer
+        hired = emp >= 0
+        units: NDArray[np.float64] = np.bincount(
+            emp[hired], weights=self.h_skill[hired], minlength=self.n_firms
+        ).astype(np.float64)
+        return units
+
+    def mean_skill(self) -> NDArray[np.float64]:
+        """Each firm's efficiency units per worker (1 with no workers: a new hire is average)."""
+        heads = self.workers()
+        out: NDArray[np.float64] = np.where(heads > 0, self.labour() / np.maximum(heads, 1), 1.0)
+        return out
 
     def holder_rows(self, role: str) -> slice:
         """The rows of ``holdings`` that belong to a role's accounts (a role's rows are contiguous)."""

@@ -123,7 +123,7 @@ def test_unsold_above_the_mean_cuts_price_but_never_below_unit_cost(
 def test_rule_prices_never_sit_below_marginal_cost_at_the_cheaper_margin(
     scenario: Scenario, world: World, view: MarketView
 ) -> None:
-    workforce = world.workers().astype(np.float64)
+    workforce = world.labour()  # efficiency units: what the firm produces with and pays for
     c_k = capital_user_cost(world, scenario)
     cost = unit_cost(world, scenario.production, workforce, c_k)
     prod = scenario.production
@@ -456,6 +456,7 @@ def test_apply_posts_prices_and_wages_this_round(world: World) -> None:
 
 
 def test_fit_to_funds_pays_wages_then_investment_then_dividends(world: World, scenario: Scenario) -> None:
+    world.h_skill[:] = 1.0  # every worker costs the offer (skills are priced in the next test)
     batch = _batch(
         world,
         wage_offer=np.full(4, 1000.0),
@@ -473,6 +474,14 @@ def test_fit_to_funds_pays_wages_then_investment_then_dividends(world: World, sc
         "investment cut to funds; dividend cut to funds",
         "workforce cut to what the firm can pay; dividend cut to funds",
     ]
+
+
+def test_fit_to_funds_prices_a_worker_at_the_staffs_skill(world: World, scenario: Scenario) -> None:
+    world.h_skill[:] = 1.0
+    world.h_skill[world.h_employer == 1] = 2.0  # firm 1's staff supply two units each
+    batch = _batch(world, wage_offer=np.full(4, 1000.0), target_workers=[10, 10, 10, 10])
+    out = fit_to_funds(world, batch, np.full(4, 10_000), scenario)
+    assert out.target_workers[0] == 10 and out.target_workers[1] == 5  # a worker there costs 2,000
 
 
 def test_observe_shows_the_world_in_currency_units(world: World, view: MarketView) -> None:

@@ -311,15 +311,19 @@ def test_merge_writes_currency_units_as_cents(scenario: Scenario, world: World) 
 
 def test_merge_shares_scales_an_archetype_answer_by_each_members_accounts(scenario: Scenario, world: World) -> None:
     batch = _batch(world)
-    members = np.array([3, 5, 13])
+    holders = np.flatnonzero(world.household_holdings().sum(axis=1) > 0)
+    idle = np.setdiff1d(np.arange(world.n_households), holders)
+    owner = int(holders[0])  # a member who holds tokens, and two who hold none
+    members = np.array(sorted([int(idle[1]), int(idle[2]), owner]))
     d = HouseholdShareDecision(consume_share=0.5, invest_share=0.1, sell_share=0.5, reservation_wage_factor=0.9)
     batch.merge_shares(world, members, d, scenario)
     bal = world.household_balance()[members]
     assert batch.consumption_budget[members].tolist() == (bal // 2).tolist()
     assert batch.token_buy_budget[members].tolist() == np.floor(0.1 * bal).astype(np.int64).tolist()
     assert batch.reservation_wage[members].tolist() == (world.h_reservation[members] * 0.9).tolist()
-    held = world.household_holdings()[13]  # member 13 holds tokens: it sells half its largest position
+    held = world.household_holdings()[owner]  # the owner sells half its largest position
     largest = int(np.argmax(held * world.t_price))
     assert held[largest] > 0
-    assert batch.token_sell[13] == largest and batch.token_sell_shares[13] == held[largest] // 2
-    assert batch.token_sell[3] == -1 and batch.consumption_budget[0] == 0  # non-members untouched
+    assert batch.token_sell[owner] == largest and batch.token_sell_shares[owner] == held[largest] // 2
+    assert batch.token_sell[int(idle[1])] == -1  # a member with nothing to sell sells nothing
+    assert batch.consumption_budget[int(idle[0])] == 0  # non-members untouched

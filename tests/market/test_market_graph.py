@@ -65,6 +65,7 @@ class FakeWorld:
     holdings: NDArray[np.int64] = field(default_factory=lambda: np.array([[10, 0], [0, 5], [3, 0]], dtype=np.int64))
     h_employer: NDArray[np.int64] = field(default_factory=lambda: i64(0, -1, 1))
     f_wage: NDArray[np.float64] = field(default_factory=lambda: f64(3_000.0, 2_500.0))
+    h_skill: NDArray[np.float64] = field(default_factory=lambda: f64(1.0, 1.0, 1.0))
     f_loan: NDArray[np.int64] = field(default_factory=lambda: i64(0, 40_000))
     f_loan_bank: NDArray[np.int64] = field(default_factory=lambda: i64(0, 0))
     f_loan_rate: NDArray[np.float64] = field(default_factory=lambda: f64(0.0, 0.05))
