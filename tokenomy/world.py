@@ -326,6 +326,9 @@ class World:
         for fl in fields(cls):
             if fl.name in cls._SKIP:
                 continue
+            if fl.name == "h_skill" and fl.name not in snap:  # a snapshot from before skills: equal ones
+                kwargs[fl.name] = np.ones(np.asarray(snap["h_employer"]).size)
+                continue
             arr = np.asarray(snap[fl.name])
             kwargs[fl.name] = arr.copy() if arr.ndim > 0 else arr.item()
         holdings = np.zeros(tuple(int(x) for x in np.asarray(snap["holdings"])), dtype=np.int64)

@@ -91,3 +91,13 @@ def test_skills_raise_income_inequality_and_money_is_still_conserved() -> None:
             values.append(gini(o.wages[o.wages > 0]))
         ginis[disp] = float(np.mean(values[10:]))
     assert ginis[0.0] < 0.05 < 0.2 < ginis[0.5]
+
+
+def test_a_snapshot_from_before_skills_restores_with_equal_skills() -> None:
+    from tokenomy.world import World
+
+    w = build_world(load_scenario("baseline", SMALL), np.random.default_rng(1))
+    snap = w.snapshot()
+    del snap["h_skill"]  # what a run recorded before skills existed holds
+    old = World.restore(snap)
+    assert (old.h_skill == 1.0).all() and old.h_skill.size == w.n_households

@@ -203,6 +203,10 @@ SPECS: tuple[Spec, ...] = (
          "corr(quarterly sum of bankruptcies, HP cycle of log quarterly GDP)"),
     # distribution
     Spec("wealth Gini", between(0.6, 0.9), "US SCF", _mean("gini_wealth"), "mean gini_wealth over the window"),
+    Spec("wealth Gini trend", between(-0.02, 0.02, "within +-0.02 per 100 rounds"),
+         "US SCF: the wealth Gini rose about 0.07 in 30 years (1989-2019)",
+         lambda s: 100 * stats.linear_trend(s.monthly("gini_wealth")),
+         "OLS slope of gini_wealth on round, per 100 rounds: a level the economy holds, not an initial draw decaying"),
     Spec("top-10% wealth share", between(0.5, 0.8), "US SCF", _mean("top10_wealth_share"),
          "mean top10_wealth_share over the window"),
     Spec("income Gini", between(0.3, 0.5), "US Census; OECD", _mean("gini_income"),
