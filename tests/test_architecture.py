@@ -78,6 +78,7 @@ def test_market_imports_nothing_from_the_core() -> None:
 def test_engine_and_runner_are_imported_only_from_above() -> None:
     """Functions take what they read (world, view, outcome, scenario): no module below the round
     graph reaches for the whole simulation, nor for the runner."""
-    above = {"tokenomy", "tokenomy.cli"}  # the public face and the command line
+    # the public face, the command line, and sweeps (which drive whole runs, as the command line does)
+    above = {"tokenomy", "tokenomy.cli", "tokenomy.sweep", "tokenomy.sweep_executors"}
     assert set(IMPORTS.predecessors("tokenomy.simulation")) <= above | {"tokenomy.rounds", "tokenomy.runner"}
     assert set(IMPORTS.predecessors("tokenomy.runner")) <= above

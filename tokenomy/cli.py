@@ -238,6 +238,7 @@ def run(
             " SCENARIO is given, which must then be the same",
         ),
     ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="write no report.html into the run directory")] = False,
 ) -> None:
     """Run a scenario and write its run directory.
 
@@ -313,7 +314,9 @@ def run(
     _summary(sc.name, rows, elapsed, sc.households)
     if runner.llm is not None:
         _llm_summary(runner)
-    console.print(f"run directory: [bold]{path}[/]  (open with tokenomy.open_run)")
+    console.print(f"run directory: [bold]{path}[/]  (open with tokenomy.open_run)", soft_wrap=True)
+    if not no_report and path is not None:
+        _auto_report(path)
 
 
 @app.command()
@@ -368,6 +371,78 @@ def resume(
     if runner.llm is not None:
         _llm_summary(runner)
     console.print(f"resumed after round {left.start - 1}: run directory [bold]{path}[/] (open with tokenomy.open_run)")
+
+
+@app.command()
+def fork(
+    run_dir: Annotated[Path, typer.Argument(help="directory of the run to branch from (finished or stopped)")],
+    at_round: Annotated[int, typer.Option("--at-round", "-t", help="branch from the end of this round")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the fork's run directory (new or empty)")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="change a field from the next round: --set roles.regulator.ubi=500"),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option("--rounds", "-n", min=1, help="rounds to run after --at-round (default: to the parent's last)"),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="reuse a non-empty --out directory")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Branch a counterfactual from the end of round T of a recorded run.
+
+    The fork's rounds up to T are the parent's (its table rows, snapshots and LLM answers, linked or
+    copied); from T+1 it runs with the --set changes, to the parent's last round or --rounds more.
+    Without --set its tables equal the parent's but for the timings. Exits 2 on bad input (no such
+    run, T not recorded, a field that cannot change mid-run, a non-empty --out), 1 when an LLM run
+    stops because too few decisions came from the model.
+    """
+    from tokenomy.changes import parse_sets
+    from tokenomy.policies.llm import LLMConfigError, LLMFallbackError
+    from tokenomy.policies.prompts import PromptError
+    from tokenomy.runner import Runner
+    from tokenomy.store import RunDirError, open_run
+
+    try:
+        sets = parse_sets(set_ or [])
+        runner = Runner.forked(run_dir, at_round=at_round, out=out, set=sets, rounds=rounds, overwrite=overwrite)
+    except (RunDirError, LLMConfigError, PromptError, ScenarioError) as exc:
+        _fail(str(exc))
+        return
+    sc, left = runner.scenario, runner.resume_rounds
+    ran: list[int] = []
+    started = time.perf_counter()
+    with _progress(quiet, "rounds") as bar:
+        task = bar.add_task(f"{sc.name} (fork)", total=left.stop - left.start)
+
+        def on_round(r: int, row: dict[str, Any]) -> None:
+            ran.append(r)
+            bar.advance(task)
+
+        try:
+            path = runner.resume(on_round=on_round)
+        except (RunDirError, LLMConfigError, PromptError) as exc:
+            _fail(str(exc))
+            return
+        except OSError as exc:  # a full disk
+            _fail(_write_failed(exc, runner, [{"round": r} for r in ran]))
+            return
+        except KeyboardInterrupt as exc:
+            _interrupted(exc, runner.path)
+        except LLMFallbackError as exc:
+            _fail(f"{exc} (forked into {out}, manifest status 'failed')", code=1)
+        finally:
+            runner.close()
+    elapsed = time.perf_counter() - started
+    rows = [r for r in open_run(path).metrics.to_dict("records") if r["round"] >= left.start]
+    _summary(sc.name, rows, elapsed, sc.households, ran=len(ran))
+    if runner.llm is not None:
+        _llm_summary(runner)
+    changed = "; ".join(f"{k} = {v!r}" for k, v in sets.items()) or "nothing changed"
+    console.print(
+        f"forked {run_dir} after round {left.start - 1} ({escape(changed)} from round {left.start}):"
+        f" run directory [bold]{path}[/] (open with tokenomy.open_run)"
+    )
 
 
 def _summary(name: str, rows: list[dict[str, Any]], elapsed: float, households: int, *, ran: int | None = None) -> None:
@@ -654,6 +729,329 @@ def scenarios() -> None:
             q = f"[red]invalid: {exc}[/]"
         t.add_row(name, q)
     console.print(t)
+
+
+# -- sweep (issue #10) --------------------------------------------------------------------------------
+SWEEP_SUMMARY = ("gdp", "consumption", "unemployment_rate", "labour_share")
+"""The metrics the sweep's closing table shows per cell (``tokenomy compare`` tests the differences)."""
+
+
+@app.command("sweep")
+def sweep_command(
+    scenario: Annotated[
+        str,
+        typer.Argument(
+            help="bundled scenario name (see `tokenomy scenarios`) or path to a TOML file", show_default=False
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="the sweep directory; the same command again continues it", show_default=False
+        ),
+    ],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            "-g",
+            help="a field and its values, each read as --set reads one: --grid roles.regulator.ubi=0,500"
+            " (repeat for more fields: every combination runs)",
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="run seeds 1..N of every cell")] = 1,
+    rounds: Annotated[
+        int | None, typer.Option("--rounds", "-n", min=1, help="rounds per run (default: the scenario's)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="override a field in every run: --set households=500")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, help="runs at once (default: one per core; 1: this process)")
+    ] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", help="local (worker processes) or ray (one Ray task per run)")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="with --executor ray: the cluster to connect to (default: start a local one); its workers must"
+            " see --out at the same path (a shared file system)",
+        ),
+    ] = None,
+    budget_usd: Annotated[
+        float | None,
+        typer.Option("--budget-usd", min=0, help="refuse to start if the runs' estimated LLM cost, summed, exceeds it"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Run a scenario over a grid of field values x seeds: a run directory per cell and seed in
+    --out/runs, sweep.json, and sweep.parquet (one row per run x round: run, the grid fields, seed,
+    and every metrics column).
+
+    The same command again continues a stopped sweep: finished runs are skipped, stopped ones resumed
+    from their last checkpoint. The endpoint's LLM limits (llm.max_concurrency,
+    llm.requests_per_second) are split over the runs at once (timing only, never results); budgets
+    stay per run. Exits 2 on bad input (before anything runs), 1 when a run failed, 128 + the signal
+    when interrupted.
+    """
+    import warnings
+    from typing import Literal
+
+    from tokenomy.sweep import SweepError, SweepEvent, open_sweep, parse_grid, plan_sweep
+
+    if executor not in ("local", "ray"):
+        _fail(f"--executor {executor!r}: expected local or ray")
+    where: Literal["local", "ray"] = "ray" if executor == "ray" else "local"
+    try:
+        plan = plan_sweep(scenario, parse_grid(grid or []), seeds, rounds=rounds, sets=set_ or [])
+        if where == "ray":
+            from tokenomy.sweep_executors import import_ray
+
+            import_ray()
+        cost = plan.check_budget(budget_usd) if budget_usd is not None else None
+        plan.check_directory(out)  # another sweep's directory is one line too, before the progress bar
+    except (ScenarioError, SweepError, ImportError) as exc:
+        _fail(str(exc))
+        return
+    started = time.perf_counter()
+    skipped = 0
+    with _progress(quiet, "{task.fields[unit]}") as bar:
+        n_cells, n_seeds = len(plan.cells), len(plan.seeds)
+        title = f"{plan.base.name}: {n_cells} cell{'s' * (n_cells != 1)} x {n_seeds} seed{'s' * (n_seeds != 1)}"
+        runs_task = bar.add_task(title, total=len(plan.runs), unit="runs")
+        total_rounds = sum(r.scenario.rounds for r in plan.runs)
+        rounds_task = bar.add_task("rounds", total=total_rounds, unit="run-rounds") if where == "local" else None
+        seen: dict[str, int] = {}
+
+        def on_event(e: SweepEvent) -> None:
+            nonlocal skipped
+            if rounds_task is not None:  # a resumed run's first report fills the rounds it had
+                upto = e.rounds if e.kind == "run" else min(e.rounds, (e.round or 0) + 1)
+                if upto > seen.get(e.run, 0):
+                    bar.advance(rounds_task, upto - seen.get(e.run, 0))
+                    seen[e.run] = upto
+            if e.kind == "run":
+                skipped += e.skipped
+                bar.advance(runs_task)
+
+        try:
+            with warnings.catch_warnings():  # the closing lines say which runs did not finish
+                warnings.simplefilter("ignore")
+                plan.run(out, jobs=jobs, executor=where, address=address, progress=on_event)
+        except (SweepError, ImportError) as exc:
+            _fail(str(exc))
+            return
+        except OSError as exc:  # a full disk writing sweep.json or the table: the runs are kept, run it again
+            _fail(f"{exc.filename or out}: {exc.strerror or exc}; once fixed, the same command continues the sweep")
+            return
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the runs in flight ended interrupted
+            _sweep_interrupted(exc, out)
+    elapsed = time.perf_counter() - started
+    sw = open_sweep(out)
+    _sweep_summary(sw)
+    how = f"{where}, {sw.manifest.jobs} at once" + (f"; {skipped} done before" if skipped else "")
+    console.print(
+        f"{len(sw.runs)} runs x {plan.base.rounds} rounds ({plan.base.households:,} households) in {elapsed:.1f} s"
+        f" ({how if skipped < len(sw.runs) else 'all done before'})"
+        + (f"; estimated LLM cost ${cost:,.4f} of --budget-usd {budget_usd:g}" if cost is not None else ""),
+        highlight=False,
+    )
+    rows = len(sw.table)
+    console.print(
+        f"sweep directory: [bold]{escape(str(out))}[/] (sweep.json; sweep.parquet: {rows:,} rows, one per run x"
+        " round; open with tokenomy.open_sweep)"
+    )
+    if sw.failed:
+        shown = "; ".join(f"{r.path}: {r.status}" + (f" ({r.error})" if r.error else "") for r in sw.failed[:3])
+        more = f" and {len(sw.failed) - 3} more" if len(sw.failed) > 3 else ""
+        _fail(
+            f"{len(sw.failed)} of {len(sw.runs)} runs did not finish: {shown}{more}; the table holds the rounds"
+            " they recorded",
+            code=1,
+        )
+
+
+def _sweep_interrupted(exc: KeyboardInterrupt, out: Path) -> NoReturn:
+    """A sweep stopped by Ctrl-C, SIGTERM or SIGHUP: what is kept, and the command that continues it."""
+    import shlex
+
+    from tokenomy.runner import RunInterrupted
+    from tokenomy.sweep import SweepError, open_sweep
+
+    signum = exc.signum if isinstance(exc, RunInterrupted) else int(signal.SIGINT)
+    try:
+        runs = open_sweep(out).runs
+        done = sum(r.status == "finished" for r in runs)
+        stopped = sum(r.status in ("interrupted", "killed") for r in runs)
+        kept = f"{done} of {len(runs)} runs finished, {stopped} stopped in flight (their tables kept)"
+    except SweepError:
+        kept = "no run began"
+    again = shlex.join(["tokenomy", *sys.argv[1:]])
+    err.print(
+        f"interrupted by {signal.Signals(signum).name}: {kept}; the same command continues the sweep: {escape(again)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(128 + signum)
+
+
+def _sweep_summary(sw: Any) -> None:
+    """Per cell: its values, runs finished, and the mean of the last rounds over its seeds."""
+    import json
+
+    t = sw.table
+    if t.empty:
+        return
+    k = max(1, min(10, sw.manifest.rounds // 2))
+    tail = t[t["round"] > t.groupby("run")["round"].transform("max") - k]
+    labels = {key: (label, fmt) for key, label, fmt in SUMMARY}
+    name = sw.manifest.scenario_data["name"]
+    tab = Table(title=f"{name}: mean of the last {k} rounds, over seeds", title_justify="left")
+    for f in sw.grid:  # the field's last two parts: roles.regulator.ubi is "regulator.ubi"
+        header = ".".join(f.split(".")[-2:])
+        tab.add_column(header, min_width=min(len(header), 20))
+    tab.add_column("runs", justify="right")
+    for key in SWEEP_SUMMARY:
+        tab.add_column(labels[key][0], justify="right")
+    cells: dict[int, list[Any]] = {}
+    for r in sw.runs:
+        cells.setdefault(r.cell, []).append(r)
+    for runs in cells.values():
+        rows = tail[tail["run"].isin([r.path for r in runs])].to_dict("records")
+        values = [v if isinstance(v := runs[0].values[f], str) else json.dumps(v) for f in sw.grid]
+        shown = [v if len(v) <= 32 else "..." + v[-29:] for v in values]  # a long path: its end says most
+        finished = f"{sum(r.status == 'finished' for r in runs)}/{len(runs)}"
+        means = [_mean(rows, key, labels[key][1]) if rows else "n/a" for key in SWEEP_SUMMARY]
+        tab.add_row(*map(escape, shown), finished, *means)
+    console.print(tab)
+
+
+# -- compare (issue #10) ------------------------------------------------------------------------------
+@app.command("compare")
+def compare_command(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="run directories and/or sweep directories", show_default=False)
+    ],
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help="group by this scenario field, dotted (repeatable); default: a sweep's grid fields, or the fields"
+            " the runs' scenarios differ on apart from the seed",
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="a metrics.parquet column (repeatable); default: gdp, consumption, ..."),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window", help="rounds A:B, A to B-1 like a Python slice (A: and :B too); default: the second half"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="the figure; default: compare.png in the first sweep directory, else here"
+        ),
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the numbers to this JSON file")] = None,
+    unpaired: Annotated[
+        bool, typer.Option("--unpaired", help="Welch's test even where two groups share their seeds")
+    ] = False,
+) -> None:
+    """Compare runs and sweeps: per group of runs, each metric's mean over the window with its 95%
+    interval, and each group's difference from the first with its interval and p-value.
+
+    One run (seed) is one observation. The test is a paired t-test where both groups hold the same
+    seeds once each (a sweep's common random numbers), else Welch's t-test. Exits 2 on bad input.
+    """
+    from tokenomy.compare import CompareError, compare, default_figure
+
+    try:
+        c = compare(inputs, by=by, metrics=metric, window=window, paired=not unpaired)
+    except CompareError as exc:
+        _fail(str(exc))
+        return
+    figure = out if out is not None else default_figure(inputs)
+    if not figure.parent.is_dir():
+        _fail(f"--out {figure}: no such directory {figure.parent}")
+    try:  # before anything is printed: an unwritable --out is the one line
+        c.figure(figure)
+        if json_out is not None:
+            c.write_json(json_out)
+    except OSError as exc:
+        _fail(f"{exc.filename or figure}: {exc.strerror or exc}")
+    except ValueError as exc:  # matplotlib: an extension it cannot write
+        _fail(f"--out {figure}: {exc}")
+    console.print(escape(c.describe()), highlight=False)
+    for t in c.rich_tables():
+        console.print()
+        console.print(t)
+    console.print()
+    console.print(escape(c.legend), highlight=False)
+    for note in c.notes:
+        console.print(f"note: {escape(note)}", highlight=False)
+    wrote = f"; numbers: [bold]{escape(str(json_out))}[/]" if json_out is not None else ""
+    console.print(f"figure: [bold]{escape(str(figure))}[/]{wrote}")
+
+
+# -- report (issue #10) -------------------------------------------------------------------------------
+@app.command("report")
+def report_command(
+    path: Annotated[Path, typer.Argument(help="a run directory, or a sweep directory (one with sweep.json)")],
+    round_: Annotated[
+        int | None,
+        typer.Option("--round", min=0, help="the round whose market graph is drawn (a snapshot's; default: the last)"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="the HTML file (default: PATH/report.html)")] = None,
+    run_: Annotated[
+        str | None,
+        typer.Option("--run", help="sweep: the run whose rent and market graph are drawn (its path in sweep.json)"),
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page of a run's or a sweep's figures (no network needed to view it).
+
+    Output and potential output, wages and the labour share, consumption and income by source,
+    unemployment and inflation, inequality, rent by intermediary, LLM usage, and the market graph of
+    one round; a sweep's as means over seeds with 95% bands per grid combination. A run that did not
+    finish gets a report too, saying so at the top. Exits 2 on bad input.
+    """
+    from tokenomy.report import ReportError, write_report
+    from tokenomy.store import RunDirError
+
+    started = time.perf_counter()
+    try:
+        written = write_report(path, out, round=round_, run=run_)
+    except (ReportError, RunDirError) as exc:
+        _fail(str(exc))
+        return
+    except OSError as exc:
+        _fail(f"{exc.filename or out or path}: {exc.strerror or exc}")
+        return
+    console.print(f"report: [bold]{escape(str(written))}[/] ({time.perf_counter() - started:.1f} s)", soft_wrap=True)
+
+
+def _auto_report(path: Path) -> None:
+    """The report at the end of ``tokenomy run``: a failure to write it is a warning, never the run's
+    failure (the run directory is complete; ``tokenomy report`` can try again)."""
+    from tokenomy.report import write_report
+
+    started = time.perf_counter()
+    try:
+        written = write_report(path)
+    except Exception as exc:  # whatever went wrong, the finished run stands
+        err.print(
+            f"[yellow]warning:[/] no report written ({escape(type(exc).__name__)}: {escape(str(exc))});"
+            f" the run is complete: `tokenomy report {escape(str(path))}` tries again",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    console.print(f"report: [bold]{escape(str(written))}[/] ({time.perf_counter() - started:.1f} s)", soft_wrap=True)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from tokenomy.scenario import Scenario
 from tokenomy.store import Checkpoint, RunWriter, payments_frame
 from tokenomy.world import World
 
-__all__ = ["Recorder", "Snapshot"]
+__all__ = ["Recorder", "Snapshot", "manifest_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +81,9 @@ class Recorder:
     ) -> Recorder:
         """A new run directory (``unique``: a new directory, renamed if the name is taken); ``extra``
         goes into the manifest."""
-        s = scenario
-        manifest: dict[str, Any] = {
-            "scenario": s.model_dump(mode="json"),
-            "seed": s.seed,
-            "rounds": s.rounds,
-            "policies": {name: s.roles.section(name).policy for name, _ in s.roles},
-            **(extra or {}),
-        }
-        if metrics:
-            manifest["extra_metrics"] = sorted(metrics)
-        if llm_manifest is not None:
-            manifest["llm"] = llm_manifest  # model, endpoint, prompt paths and hashes; never the key
+        manifest = manifest_of(scenario, llm_manifest=llm_manifest, metrics=metrics, extra=extra)
         writer = RunWriter.create(path, manifest, overwrite=overwrite, unique=unique)
-        return cls(writer, s, _picks(s), dict(metrics or {}))
+        return cls(writer, scenario, _picks(scenario), dict(metrics or {}))
 
     @classmethod
     def reopen(
@@ -139,12 +128,14 @@ class Recorder:
         if not (final or (r + 1) % self.scenario.record.snapshot_every == 0):
             return None
         data = world.to_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
         with self._lock:
             if self._closed:
                 return None
-            name = self.writer.snapshot(r, data)
-            snap = Snapshot(r, self.path / "snapshots" / name, hashlib.sha256(data).hexdigest())
-            self._last = (snap, self.state() if self.state is not None else {}, self.rounds_written)
+            state = self.state() if self.state is not None else {}
+            name = self.writer.snapshot(r, data, sha256=sha256, state=state)
+            snap = Snapshot(r, self.path / "snapshots" / name, sha256)
+            self._last = (snap, state, self.rounds_written)
             if final or r - (self._checkpointed if self._checkpointed is not None else -1) >= self.flush_every:
                 self._checkpoint()
         return snap
@@ -231,6 +222,28 @@ class Recorder:
                     before = str(extra.get("error", status))
                     extra["error"] = before if str(exc) in before else f"{before}; then, checkpointing, {exc}"
             self.writer.close(status, rounds_completed=self.rounds_written, **extra)
+
+
+def manifest_of(
+    s: Scenario,
+    *,
+    llm_manifest: dict[str, Any] | None = None,
+    metrics: Mapping[str, Metric] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a new run directory's manifest says of its scenario, metrics and LLM side (a fork's too)."""
+    manifest: dict[str, Any] = {
+        "scenario": s.model_dump(mode="json"),
+        "seed": s.seed,
+        "rounds": s.rounds,
+        "policies": {name: s.roles.section(name).policy for name, _ in s.roles},
+        **(extra or {}),
+    }
+    if metrics:
+        manifest["extra_metrics"] = sorted(metrics)
+    if llm_manifest is not None:
+        manifest["llm"] = llm_manifest  # model, endpoint, prompt paths and hashes; never the key
+    return manifest
 
 
 def _picks(s: Scenario) -> dict[str, NDArray[np.int64]]:

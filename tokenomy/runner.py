@@ -1,11 +1,14 @@
 """The run's lifecycle: run directory, recorder, LLM decider and its answer cache, worker
 processes, event loop, progress. The economy itself is ``Simulation``'s; this is the home of
-what happens around it (and of resume, fork and sweeps next).
+what happens around it: resume, pause and continue, fork (and sweeps next).
 
     runner = Runner(load_scenario("baseline"), metrics={"median_wealth": fn})
     path = runner.run("runs/base")        # all rounds through the LangGraph round, recorded
     runner.step()                         # or one round by hand, LLM roles included
     tokenomy.resume("runs/base")          # a killed or interrupted run, continued from its checkpoint
+    runner.run("runs/ubi", pause_at=59)   # stop after round 59, checkpointed ...
+    runner.update({"roles.regulator.ubi": 500}).resume()   # ... change the policy from round 60, go on
+    tokenomy.fork("runs/base", at_round=59, set={"roles.regulator.ubi": 500}, out="runs/ubi-fork")
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import signal
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path
 from types import FrameType
@@ -26,7 +29,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from tokenomy._sync import run_sync
-from tokenomy.metrics import Metric
+from tokenomy.changes import Change, act, changed, flat, reapply
+from tokenomy.forks import create_branch, open_parent
+from tokenomy.metrics import Metric, RoundData, metrics_row
 from tokenomy.outcome import RoundOutcome
 from tokenomy.policies.cache import AnswerCache
 from tokenomy.policies.llm import LLMConfigError, LLMDecider, LLMPolicy, redact
@@ -37,7 +42,7 @@ from tokenomy.simulation import Simulation
 from tokenomy.store import Checkpoint, RunDirError, RunWriter
 from tokenomy.world import World
 
-__all__ = ["RunInterrupted", "Runner", "resume"]
+__all__ = ["RunInterrupted", "Runner", "fork", "resume"]
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -117,7 +122,11 @@ class Runner:
         self.last_state: RoundState | None = None  # the graph's state after the last run()
         self.path: Path | None = None  # the run directory of the last run() or resume(), once it exists
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._resuming: tuple[RunWriter, Checkpoint, int] | None = None  # from_run(): writer, checkpoint, last
+        # from_run() or forked(): writer, checkpoint, last round, whether continuing it is a resume
+        self._resuming: tuple[RunWriter, Checkpoint, int, bool] | None = None
+        self._paused = False  # run(pause_at=...) stopped: resume() goes on in self.path
+        self._pending: dict[str, Any] = {}  # update()'s fields and their old values, recorded on resume()
+        self._driving = False
 
     @property
     def scenario(self) -> Scenario:
@@ -240,8 +249,16 @@ class Runner:
         on_round: Callable[[int, dict[str, Any]], None] | None = None,
         replay_from: str | Path | None = None,
         unique: bool = False,
+        pause_at: int | None = None,
     ) -> Path | None:
         """Run the remaining rounds through the LangGraph round graph; record to ``out`` if given.
+
+        ``pause_at``: stop after that round, checkpointed, with the manifest ``paused``;
+        :meth:`update` may then change the scenario and :meth:`resume` goes on to the last round in
+        the same directory (``tokenomy resume`` too). The runner's own stop rather than LangGraph's
+        ``interrupt``: the round graph keeps no state to resume (the world is not in it), and a
+        stop at a checkpoint is the same stop a killed run makes, so pause, resume and fork share
+        one tested way back in.
 
         ``unique``: ``out`` is a new directory, made atomically (suffixed when the name is taken).
         The directory is locked while the run writes it; SIGTERM and SIGHUP end the run as Ctrl-C
@@ -253,7 +270,18 @@ class Runner:
         every round: ``LLMFallbackError``); an endpoint that refuses the configuration stops it
         before its first round, with nothing written (``LLMUnavailableError``, see :meth:`preflight`).
         """
+        if self._resuming is not None or self._paused:
+            raise RuntimeError(f"the run in {self.path or 'its directory'} is not finished: go on with resume()")
+        self._pending = {}  # the scenario a new run records is the one in force now
         total = rounds if rounds is not None else self.scenario.rounds
+        stop = None
+        if pause_at is not None:
+            first = self.world.round
+            if out is None:
+                raise ValueError("pause_at needs a run directory (out): a paused run goes on from its checkpoint")
+            if not first <= pause_at < first + total - 1:
+                raise ValueError(f"pause_at={pause_at}: not a round before the last ({first}-{first + total - 2})")
+            stop = pause_at + 1
         replay = Path(replay_from) / "llm-cache.sqlite" if replay_from is not None else None
         if replay is not None and not replay.is_file():
             raise LLMConfigError(f"{replay_from}: no recorded LLM answers to replay (llm-cache.sqlite missing)")
@@ -280,7 +308,7 @@ class Runner:
             self.open_llm_cache(recorder.path / "llm-cache.sqlite", replay_from=replay)
         elif replay is not None and self.llm is not None:
             self.llm.decider.cache = AnswerCache(replay, read_only=True)
-        return self._drive(recorder, first, first + total, on_round)
+        return self._drive(recorder, first, first + total, on_round, stop=stop)
 
     def _drive(
         self,
@@ -288,17 +316,22 @@ class Runner:
         first: int,
         last: int,
         on_round: Callable[[int, dict[str, Any]], None] | None,
+        *,
+        stop: int | None = None,
     ) -> Path | None:
-        """Rounds ``first .. last-1`` through the round graph, recorded by ``recorder``; however the run
-        ends, its directory says so: ``finished``, ``interrupted`` (a signal) or ``failed`` (the error)."""
+        """Rounds ``first .. last-1`` (or ``stop-1``, paused there) through the round graph, recorded by
+        ``recorder``; however the run ends, its directory says so: ``finished``, ``paused``,
+        ``interrupted`` (a signal) or ``failed`` (the error)."""
+        stop = last if stop is None else stop
         if recorder is not None:
             self.path = recorder.path
             recorder.state = self._checkpoint_state
         try:
+            self._driving = True
             with _interrupt_on_signals():
-                if last > first:  # a resumed run whose rounds were all recorded has only its finish left
+                if stop > first:  # a resumed run whose rounds were all recorded has only its finish left
                     ctx = RoundContext(self.sim, recorder, self._checked(on_round))
-                    self.last_state = run_rounds(ctx, first=first, last=last, loop=self.event_loop())
+                    self.last_state = run_rounds(ctx, first=first, last=stop, loop=self.event_loop())
         except BaseException as exc:
             if recorder is not None:
                 status, error = _stop_reason(exc)
@@ -306,11 +339,13 @@ class Runner:
             self._unwind()
             raise
         finally:  # the cache belongs to this run's directory: close it and detach it
+            self._driving = False
             if self.llm is not None and self.llm.decider.cache is not None:
                 self.llm.decider.cache.close()
                 self.llm.decider.cache = None
         if recorder is not None:  # last_snapshot (what resume restores, and its hash) came with the checkpoint
-            recorder.close("finished", **self._usage_extra())
+            self._paused = stop < last  # the round graph snapshotted and checkpointed the pause round as its last
+            recorder.close("paused" if self._paused else "finished", **self._usage_extra())
             return recorder.path
         return None
 
@@ -345,6 +380,8 @@ class Runner:
         writer, point = RunWriter.reopen(run_dir)
         try:
             m = writer.manifest
+            if point.world is None and "fork" in m:
+                raise RunDirError(f"{run_dir}: a fork that stopped before its first round: fork its parent again")
             try:
                 scenario = Scenario.model_validate(m["scenario"])
             except ValidationError as exc:  # one line, as every bad input gets: the first field and why
@@ -360,36 +397,156 @@ class Runner:
             if point.world is None and first != 0:
                 raise RunDirError(f"{run_dir}: stopped before its first checkpoint, from a world of its own")
             runner = cls(scenario, point.world, metrics=metrics)
-            replay = m.get("replay_from") is not None
-            if runner.attach_llm(replay=replay) is not None:
-                runner._check_prompts(run_dir, m.get("llm") or {})
-                runner._restore_llm(point.state.get("llm"))
-                runner.preflight(replay=replay)  # a wrong key or a server gone: stop before changing anything
+            reapply(runner.world, scenario, m.get("changes") or [], point.round + 1)  # set after the snapshot
+            runner._setup_llm(run_dir, m, point.state, replay=m.get("replay_from") is not None)
         except BaseException:
             writer.release()
             raise
-        runner._resuming = (writer, point, int(last))
+        runner._resuming = (writer, point, int(last), True)
         return runner
+
+    def _setup_llm(self, run_dir: Path, manifest: Mapping[str, Any], state: Mapping[str, Any], *, replay: bool) -> None:
+        """The LLM side of a run going on from a checkpoint: its prompts unchanged, its usage and caps as
+        the checkpoint left them, the endpoint answering (else stop before anything changes)."""
+        if self.attach_llm(replay=replay) is not None:
+            self._check_prompts(run_dir, manifest.get("llm") or {})
+            self._restore_llm(state.get("llm"))
+            self.preflight(replay=replay)
+
+    @classmethod
+    def forked(
+        cls,
+        path: str | Path,
+        *,
+        at_round: int,
+        out: str | Path,
+        set: Mapping[str, Any] | None = None,
+        rounds: int | None = None,
+        metrics: Mapping[str, Metric] | None = None,
+        overwrite: bool = False,
+    ) -> Runner:
+        """A runner set to continue, in ``out``, a fork of the run in ``path`` from the end of round
+        ``at_round`` with the scenario fields ``set`` changed from the next round: call :meth:`resume`.
+
+        ``out`` is made now, holding the parent's rounds up to ``at_round`` (``tokenomy.forks``
+        explains what is shared); the fork runs to the parent's last round, or ``rounds`` more.
+        Raises :class:`RunDirError` or ``ScenarioError`` (one line each) before anything is written.
+        """
+        change: Change | None = None
+        with open_parent(Path(path), at_round, rounds=rounds) as parent:
+            if Path(out).resolve() == parent.path.resolve():
+                raise RunDirError(f"--out {out}: the run being forked; write the fork into another directory")
+            RunWriter.check(Path(out), overwrite=overwrite)
+            base = parent.base()
+            if set:
+                if parent.replay:
+                    raise RunDirError(
+                        f"{path}: replays another run's answers; a fork with --set asks other questions, so fork"
+                        f" the run it replays ({parent.manifest['replay_from']})"
+                    )
+                change = changed(base, set)
+            if sorted(metrics or {}) != sorted(parent.manifest.get("extra_metrics") or []):
+                raise RunDirError(
+                    f"{path}: the run has metric columns of its own ({', '.join(parent.manifest['extra_metrics'])}):"
+                    " fork it from Python, tokenomy.fork(path, ..., metrics={...}) with the same functions"
+                )
+            runner = cls(parent.scenario_for(parent.snapshot.round), parent.world, metrics=metrics)
+            try:
+                for r in parent.rerun:  # T has no snapshot: from the one before, as the parent ran
+                    runner._adopt(parent.scenario_for(r), parent.changed_in(r))
+                    runner.step()
+                    assert runner.sim.view is not None
+                    d = RoundData(runner.world, runner.sim.view, runner.outcome, runner.scenario)
+                    parent.check_rerun(r, metrics_row(d, runner.metrics))
+                snapshot = runner.world.to_bytes() if parent.rerun else None  # the world of T, before the change
+                if change is not None:  # in force from T+1 (create_branch records it), before the preflight asks
+                    runner._adopt(change.scenario, change.set)
+                else:
+                    runner._adopt(base, ())
+                state = parent.snapshot.state if not parent.rerun else {}
+                runner._setup_llm(parent.path, parent.manifest, state, replay=parent.replay)
+                writer, point = create_branch(
+                    parent,
+                    Path(out),
+                    world=runner.world,
+                    snapshot=snapshot,
+                    state=state,
+                    change=change,
+                    llm_manifest=runner.llm.manifest() if runner.llm is not None else None,
+                    metrics=metrics,
+                    overwrite=overwrite,
+                )
+            except BaseException:
+                runner.close()
+                raise
+        runner._resuming = (writer, point, parent.end, False)
+        return runner
+
+    def update(self, changes: Mapping[str, Any]) -> Runner:
+        """Change scenario fields between rounds: ``runner.update({"roles.regulator.ubi": 500})``.
+
+        Validated as ``--set`` is (one line naming the field, as ``ScenarioError``); fields that fix
+        the population, the seed, the opening state or who decides cannot change
+        (``tokenomy.changes`` says which and why). Fields the world copied at round 0 (rail fees,
+        the automation schedule) are set in it now, so every change acts from the next round. A run
+        paused (``run(out, pause_at=T)``) or opened by :meth:`from_run` records the change in its
+        manifest when :meth:`resume` goes on: ``changes: [{"round": T+1, "set": ..., "was": ...}]``,
+        the manifest's scenario being the one in force from then. Returns the runner.
+        """
+        if self._driving:
+            raise RuntimeError("update() during a run: pause it first, Runner.run(out, pause_at=round)")
+        change = changed(self.scenario, changes)
+        self._adopt(change.scenario, change.set)
+        for key, was in change.was.items():
+            self._pending.setdefault(key, was)
+        return self
+
+    def _adopt(self, scenario: Scenario, keys: Iterable[str]) -> None:
+        """Make ``scenario`` the one in force, and set what the world copied of the changed ``keys``."""
+        self.sim.scenario = scenario
+        if self.llm is not None:
+            self.llm.scenario = scenario  # personas and policy texts are read from it every round
+        act(self.world, scenario, keys)
+
+    def _record_changes(self, writer: RunWriter, round_no: int) -> None:
+        """Put :meth:`update`'s changes in the manifest, in force from ``round_no``."""
+        now = flat(self.scenario.model_dump(mode="json"))
+        was = {k: old for k, old in self._pending.items() if now[k] != old}  # a field set back is no change
+        self._pending = {}
+        if was:
+            m = writer.manifest
+            m["scenario"] = self.scenario.model_dump(mode="json")
+            m.setdefault("changes", []).append({"round": round_no, "set": {k: now[k] for k in was}, "was": was})
 
     @property
     def resume_rounds(self) -> range:
-        """The rounds :meth:`resume` will run (empty unless made by :meth:`from_run`)."""
+        """The rounds :meth:`resume` will run (empty unless made by :meth:`from_run` or :meth:`forked`)."""
         return range(self.world.round, self._resuming[2]) if self._resuming is not None else range(0)
 
     def resume(self, *, on_round: Callable[[int, dict[str, Any]], None] | None = None) -> Path:
-        """Continue the run :meth:`from_run` opened, in its own directory, from its checkpoint.
+        """Continue the run :meth:`from_run` opened (or :meth:`forked` made, or ``run(pause_at=...)``
+        paused), in its own directory, from its checkpoint.
 
         The table parts and snapshots past the checkpoint are removed and the answers the LLM gave
         after it are forgotten (they are asked again, so calls, tokens and caps count as an
         uninterrupted run's did); the finished run's tables equal an uninterrupted run's in every
-        column but the timings (``latency_ms``, ``llm_latency_*``). Returns the run directory.
+        column but the timings (``latency_ms``, ``llm_latency_*``). :meth:`update`'s changes are
+        recorded first. Returns the run directory.
         """
+        if self._resuming is None and self._paused and self.path is not None:
+            writer, point = RunWriter.reopen(self.path)  # locked again, its snapshot checked
+            if point.round != self.world.round - 1:
+                writer.release()
+                raise RunDirError(f"{self.path}: its checkpoint (round {point.round}) moved since this runner paused")
+            self._resuming = (writer, point, int(writer.manifest["round_range"][1]), True)
+            self._paused = False
         if self._resuming is None:
             raise RuntimeError("nothing to resume: make the runner with Runner.from_run(path)")
-        writer, point, last = self._resuming
+        writer, point, last, resumed = self._resuming
         self._resuming = None
         try:
-            writer.truncate(point.round)
+            self._record_changes(writer, point.round + 1)
+            writer.truncate(point.round, resumed=resumed)
             if self.llm is not None:
                 cache = writer.path / "llm-cache.sqlite"
                 replay = self.llm.decider.replay
@@ -462,6 +619,30 @@ class Runner:
     def _usage_extra(self) -> dict[str, Any]:
         usage = self.llm_usage()
         return {"llm_usage": usage} if usage is not None else {}
+
+
+def fork(
+    path: str | Path,
+    *,
+    at_round: int,
+    out: str | Path,
+    set: Mapping[str, Any] | None = None,
+    rounds: int | None = None,
+    metrics: Mapping[str, Metric] | None = None,
+    on_round: Callable[[int, dict[str, Any]], None] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Branch a counterfactual from the end of round ``at_round`` of the run in ``path`` (what
+    ``tokenomy fork`` does): ``out`` gets the parent's rounds up to ``at_round`` (its table rows,
+    snapshots and LLM answers), then runs the rest with ``set`` changed (``{"roles.regulator.ubi":
+    500}``) to the parent's last round, or ``rounds`` more. Without ``set`` the branch's tables equal
+    the parent's but for the timings. Its manifest's ``fork`` names the parent, the round and the
+    snapshot it started from; ``changes`` says from which round the scenario changed. Returns ``out``.
+    """
+    with Runner.forked(
+        path, at_round=at_round, out=out, set=set, rounds=rounds, metrics=metrics, overwrite=overwrite
+    ) as runner:
+        return runner.resume(on_round=on_round)
 
 
 def resume(

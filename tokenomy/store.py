@@ -3,7 +3,8 @@
 Layout::
 
     manifest.json        scenario as resolved, seed, versions, status (running|finished|interrupted|failed),
-                         checkpoint (the last round resume can start from: its snapshot and SHA-256)
+                         checkpoint (the last round resume can start from: its snapshot and SHA-256),
+                         snapshots (every snapshot's SHA-256 and runner state: what a fork starts from)
     run.lock             flock-ed by the process writing the run; the kernel releases it when that process dies
     metrics.parquet      one row per round
     trades.parquet       token auction results, one row per token and round
@@ -47,6 +48,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -63,10 +65,13 @@ __all__ = [
     "RunDirError",
     "RunLock",
     "RunWriter",
+    "SnapshotRecord",
     "UnfinishedRunWarning",
     "lock_holder",
     "open_run",
     "read_manifest",
+    "read_snapshot",
+    "reading",
     "write_atomic",
 ]
 
@@ -192,6 +197,19 @@ class CheckpointRecord(BaseModel):
     state: dict[str, Any] | None = None
 
 
+class _SnapshotEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    sha256: str
+    state: dict[str, Any] | None = None
+
+
+class _ChangeEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    round: int
+    set: dict[str, Any]
+    was: dict[str, Any] = {}
+
+
 class _Manifest(BaseModel):
     """The parts of a manifest that readers and resume take on trust: checked, so a damaged one is an
     error naming the file and field rather than a KeyError deep in a resume."""
@@ -202,6 +220,8 @@ class _Manifest(BaseModel):
     checkpoint: CheckpointRecord | None = None
     round_range: tuple[int, int] | None = None
     extra_metrics: list[str] | None = None
+    snapshots: dict[int, _SnapshotEntry] | None = None  # round -> hash (and state): what forks start from
+    changes: list[_ChangeEntry] | None = None  # scenario fields changed mid-run, from which round
 
 
 # -- the lock -------------------------------------------------------------------------------------
@@ -246,6 +266,28 @@ class RunLock:
         if not self._fh.closed:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
+
+
+@contextmanager
+def reading(directory: Path) -> Iterator[None]:
+    """Read a run directory with no process writing it (a fork copies its parts and snapshots): a
+    shared ``flock`` on its lock file, so readers do not exclude each other but a writer (a run, a
+    resume, a finish that removes the parts) cannot start meanwhile. A directory where no lock file
+    can be made (read-only) has no writer either."""
+    try:
+        fh = open(Path(directory) / LOCK_FILE, "a+", encoding="utf-8")  # closed below
+    except OSError:
+        yield
+        return
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _locked(Path(directory), fh) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def lock_holder(directory: Path) -> str | None:
@@ -431,9 +473,10 @@ class RunWriter:
             raise
         return cls(path, _manifest=m, _lock=lock, _parts_through=point.round), point
 
-    def truncate(self, after: int) -> None:
+    def truncate(self, after: int, *, resumed: bool = True) -> None:
         """Remove what lies past round ``after``: table parts and snapshots, the leftovers of a write
-        cut short, and the single tables of a finish cut short; then mark the run ``running`` again."""
+        cut short, and the single tables of a finish cut short; then mark the run ``running`` again
+        (``resumed``: and log it; a fork's first continuation is no resume)."""
         for part in (self.path / PARTS).glob("*/*"):
             r = _part_range(part)
             if r is None or r[0] > after:  # a temporary file a killed write left, or a part past the checkpoint
@@ -454,7 +497,10 @@ class RunWriter:
         for key in ("error", "finished"):
             m.pop(key, None)
         m["status"] = "running"
-        m.setdefault("resumed", []).append({"at": _now(), "after_round": after, "command": sys.argv})
+        if isinstance(m.get("snapshots"), dict):
+            m["snapshots"] = {k: v for k, v in m["snapshots"].items() if int(k) <= after}
+        if resumed:
+            m.setdefault("resumed", []).append({"at": _now(), "after_round": after, "command": sys.argv})
         self._write_manifest()
 
     def release(self) -> None:
@@ -519,10 +565,42 @@ class RunWriter:
         self._manifest["rounds_completed"] = rounds_completed
         self._write_manifest()
 
-    def snapshot(self, round_no: int, data: bytes) -> str:
+    def snapshot(self, round_no: int, data: bytes, *, sha256: str, state: Mapping[str, Any]) -> str:
+        """Write a snapshot and note its SHA-256 and the runner's state then (LLM usage, answers cached)
+        in the manifest's ``snapshots``, which the next checkpoint writes: a fork may start from any
+        snapshot, and trusts one only by the hash a manifest recorded."""
         name = f"round-{round_no:06d}.snap"
         write_atomic(self.path / "snapshots" / name, data)
+        record: dict[str, Any] = {"sha256": sha256, **({"state": dict(state)} if state else {})}
+        self._manifest.setdefault("snapshots", {})[str(round_no)] = record
         return name
+
+    def inherit(self, parent: Path, through: int, *, finished: bool, snapshots: Mapping[int, SnapshotRecord]) -> None:
+        """Take a parent run's table rows of rounds ``<= through`` as this run's first parts, and its
+        ``snapshots`` (a fork's history): a part wholly inside is hard-linked (parts and snapshots are
+        never changed in place, only replaced or removed, so a link stays the parent's bytes), else
+        copied, and a part or finished table reaching past ``through`` is copied up to it."""
+        for table in TABLES:
+            sources = [parent / f"{table}.parquet"] if finished else _parts(parent, table)
+            for src in sources:
+                r = _part_range(src) if not finished else None
+                if (r is not None and r[0] > through) or not src.is_file():
+                    continue
+                (self.path / PARTS / table).mkdir(parents=True, exist_ok=True)
+                if r is not None and r[1] <= through:
+                    _link_or_copy(src, self.path / PARTS / table / src.name)
+                    continue
+                data = ds.dataset(str(src), format="parquet")
+                if "round" not in data.schema.names:  # a table no round added to
+                    continue
+                t = data.to_table(filter=ds.field("round") <= through)
+                if t.num_rows:
+                    name = f"rounds-{pc.min(t['round']).as_py():06d}-{through:06d}.parquet"
+                    _write_table_atomic(self.path / PARTS / table / name, [t], t.schema, compression=PART_COMPRESSION)
+        for round_no, rec in sorted(snapshots.items()):
+            _link_or_copy(parent / rec.path, self.path / rec.path)
+            self._manifest.setdefault("snapshots", {})[str(round_no)] = rec.record()
+        self._parts_through = through
 
     def close(self, status: str, **extra: Any) -> None:
         """Write what is buffered, record the outcome in the manifest, and let go of the lock.
@@ -560,26 +638,68 @@ class RunWriter:
         _write_table_atomic(self.path / f"{name}.parquet", tables, schema)
 
 
+def read_snapshot(snap: Path, sha256: str, *, purpose: str = "the run cannot resume from it") -> World:
+    """The world in ``snap``, whose SHA-256 must be the ``sha256`` a manifest recorded."""
+    try:
+        data = snap.read_bytes()
+    except OSError as exc:
+        raise RunDirError(f"{snap}: the snapshot cannot be read ({exc.strerror})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise RunDirError(
+            f"{snap}: SHA-256 {digest} is not the {sha256} the manifest recorded: the snapshot is damaged, so {purpose}"
+        )
+    try:
+        return World.from_bytes(data)
+    except (ValueError, KeyError, OSError) as exc:
+        raise RunDirError(f"{snap}: not a readable world snapshot ({exc})") from None
+
+
 def _checkpoint(path: Path, ck: dict[str, Any] | None) -> Checkpoint:
     """The manifest's checkpoint with its world, read from a snapshot whose SHA-256 matches."""
     if ck is None:
         return Checkpoint(-1, None, {}, 0)
-    snap = path / ck["path"]
-    try:
-        data = snap.read_bytes()
-    except OSError as exc:
-        raise RunDirError(f"{snap}: the checkpoint's snapshot cannot be read ({exc.strerror})") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != ck["sha256"]:
-        raise RunDirError(
-            f"{snap}: SHA-256 {digest} is not the {ck['sha256']} the manifest recorded: the snapshot is"
-            " damaged, so the run cannot resume from it"
-        )
-    try:
-        world = World.from_bytes(data)
-    except (ValueError, KeyError, OSError) as exc:
-        raise RunDirError(f"{snap}: not a readable world snapshot ({exc})") from None
+    world = read_snapshot(path / ck["path"], ck["sha256"])
     return Checkpoint(int(ck["round"]), world, dict(ck.get("state") or {}), int(ck["rounds_completed"]))
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """One snapshot as a manifest records it: where, its SHA-256, the runner's state then."""
+
+    round: int
+    sha256: str
+    state: dict[str, Any]
+
+    @property
+    def path(self) -> str:
+        return f"snapshots/round-{self.round:06d}.snap"
+
+    def record(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, **({"state": self.state} if self.state else {})}
+
+    @classmethod
+    def all_of(cls, manifest: Mapping[str, Any]) -> dict[int, SnapshotRecord]:
+        """Every snapshot the manifest has a hash for: its ``snapshots``, and the checkpoint's (a run
+        written before ``snapshots`` was recorded has only that)."""
+        found = {
+            int(k): cls(int(k), str(v["sha256"]), dict(v.get("state") or {}))
+            for k, v in (manifest.get("snapshots") or {}).items()
+        }
+        ck = manifest.get("checkpoint")
+        if isinstance(ck, dict) and int(ck["round"]) not in found:
+            found[int(ck["round"])] = cls(int(ck["round"]), str(ck["sha256"]), dict(ck.get("state") or {}))
+        return found
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """A hard link to ``src`` at ``dest``, or a copy where links cannot be made (another file system)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 def _clear(path: Path) -> None:
@@ -648,6 +768,8 @@ class Run:
             return f"{self.path}: still running ({who}); so far {holds}"
         if self.status == "running":
             how = "stopped without finishing (its process was killed: it says running, but nothing holds its lock)"
+        elif self.status == "paused":
+            how = "paused (Runner.run(pause_at=...); Runner.resume() or the command below continues it)"
         else:
             how = f"{self.status} ({self.manifest.get('error', 'no error recorded')})"
         if "checkpoint" not in self.manifest:  # written before runs could resume
@@ -664,6 +786,14 @@ class Run:
             return _read_parts(parts)
         f = self.path / f"{name}.parquet"
         return pd.read_parquet(f) if f.exists() else _empty()
+
+    def table_files(self, name: str) -> list[Path]:
+        """The Parquet files that hold table ``name`` (a finished run's one file, or an unfinished run's
+        parts in round order): for reading a few columns or rows of a table too large to load whole."""
+        if parts := self._parts(name):
+            return parts
+        f = self.path / f"{name}.parquet"
+        return [f] if f.exists() else []
 
     @cached_property
     def metrics(self) -> pd.DataFrame:
