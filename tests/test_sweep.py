@@ -248,8 +248,8 @@ def test_ctrl_c_interrupts_the_runs_in_flight_and_says_how_to_continue(reference
     stopped = [r for r in sweep["runs"] if r["status"] == "interrupted"]
     assert stopped, sweep["runs"]
     for r in stopped:  # the run itself ended interrupted (tables written), through the sweep process's SIGTERM
-        m = _manifest(out / r["path"])
-        assert m is not None and m["status"] == "interrupted" and m["checkpoint"] is not None
+        m = _manifest(out / r["path"])  # (with or without a checkpoint: the other job may be in its first round)
+        assert m is not None and m["status"] == "interrupted"
     again = _cli([*CLI_ARGS, "--jobs", "1", "--out", str(out)])  # the other jobs, the same table
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(_table(out), _table(reference), check_exact=True)
