@@ -171,8 +171,8 @@ def test_a_sweep_groups_by_its_grid_with_readable_labels(
         row = t.loc[c.groups[p].label]
         assert row["test"] == PAIRED
         assert row["diff"] == pytest.approx(100.0 * p)
-        # the seeds' common part (7 s^2) cancels: the differences are all 100 p, no variance, no p-value
-        assert math.isnan(row["p"]) and row["diff_low"] == pytest.approx(100.0 * p)
+        # the seeds' common part (7 s^2) cancels: the differences are all 100 p, no variance: p is 0
+        assert row["p"] == 0.0 and row["diff_low"] == pytest.approx(100.0 * p)
     welch = compare(path, metrics=["gdp"], paired=False).table.set_index("group")
     row = welch.loc["short.md"]
     ref_test = stats.ttest_ind([level[2, s] + 7 for s in SEEDS], ref, equal_var=False)
@@ -327,3 +327,9 @@ def test_bad_input_exits_2_with_one_line(
     for f in fragments:
         assert f.format(**fill) in lines[0]
     assert result.stdout.strip() == "" and not (tmp_path / "compare.png").exists()
+
+
+def test_seeds_that_agree_exactly_give_p_zero_for_a_difference_and_one_for_none() -> None:
+    for d in (welch_t([0.0, 0.0, 0.0], [5.0, 5.0, 5.0]), paired_t([1.0, 2.0, 3.0], [6.0, 7.0, 8.0])):
+        assert d.diff == 5.0 and d.p == 0.0 and (d.low, d.high) == (5.0, 5.0)
+    assert welch_t([2.0, 2.0], [2.0, 2.0]).p == 1.0 and paired_t([1.0, 2.0], [1.0, 2.0]).p == 1.0

@@ -218,6 +218,11 @@ def test_d_pause_update_and_continue_records_the_change_and_equals_the_fork(ubi_
     assert R.manifest["changes"] == _manifest(ubi_fork)["changes"]
     assert [r["after_round"] for r in R.manifest["resumed"]] == [T]
     assert_same_tables(R, open_run(ubi_fork))
+    # a fork before the parent's own change keeps its round's scenario, and records what it left out
+    early = tokenomy.fork(path, at_round=T - 2, out=tmp_path / "early")
+    left_out = open_run(early).manifest["fork"]["not_carried"]
+    assert [(c["round"], c["set"]) for c in left_out] == [(T + 1, {"roles.regulator.ubi": 500.0})]
+    assert open_run(early).metrics["ubi_paid"].sum() == 0 < R.metrics["ubi_paid"].sum()
 
 
 def test_d_a_resumed_run_re_applies_a_change_the_world_holds(parent: Path, tmp_path: Path) -> None:

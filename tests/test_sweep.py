@@ -424,3 +424,19 @@ def test_the_endpoint_limits_are_split_over_the_runs_at_once() -> None:
         assert llm.budget_usd == sc.llm.budget_usd and llm.max_calls == sc.llm.max_calls  # budgets stay per run
     rules = load_scenario("baseline", SETS)
     assert share_llm_limits(rules, 4) == rules
+
+
+def test_a_restart_never_labels_a_run_as_another_cell(tmp_path: Path) -> None:
+    """Run ids follow the grid's order: the same grid in another order is another sweep, and a run
+    directory holding another cell's run is refused rather than skipped under the wrong label."""
+    grid = {"roles.regulator.ubi": [0, 500], "roles.regulator.income_tax": [0.1, 0.3]}
+    out = run_sweep("baseline", grid, 1, tmp_path / "sweep", rounds=3, sets=SETS, jobs=1)
+    swapped = dict(reversed(list(grid.items())))
+    with pytest.raises(SweepError, match="holds another sweep: the grid"):
+        run_sweep("baseline", swapped, 1, out, rounds=3, sets=SETS, jobs=1)
+    a, b = out / "runs" / "c000-s1", out / "runs" / "c001-s1"  # (0, 0.1) and (0, 0.3)
+    a.rename(tmp_path / "held")
+    b.rename(a)
+    (tmp_path / "held").rename(b)
+    with pytest.raises(SweepError, match=r"c000-s1: this run was made for another cell \(roles.regulator.income_tax"):
+        run_sweep("baseline", grid, 1, out, rounds=3, sets=SETS, jobs=1)

@@ -393,7 +393,8 @@ def fork(
 
     The fork's rounds up to T are the parent's (its table rows, snapshots and LLM answers, linked or
     copied); from T+1 it runs with the --set changes, to the parent's last round or --rounds more.
-    Without --set its tables equal the parent's but for the timings. Exits 2 on bad input (no such
+    Without --set its tables equal the parent's but for the timings (unless the parent changed its
+    scenario after T: the fork keeps round T's, and says so). Exits 2 on bad input (no such
     run, T not recorded, a field that cannot change mid-run, a non-empty --out), 1 when an LLM run
     stops because too few decisions came from the model.
     """
@@ -401,7 +402,7 @@ def fork(
     from tokenomy.policies.llm import LLMConfigError, LLMFallbackError
     from tokenomy.policies.prompts import PromptError
     from tokenomy.runner import Runner
-    from tokenomy.store import RunDirError, open_run
+    from tokenomy.store import RunDirError, open_run, read_manifest
 
     try:
         sets = parse_sets(set_ or [])
@@ -410,6 +411,9 @@ def fork(
         _fail(str(exc))
         return
     sc, left = runner.scenario, runner.resume_rounds
+    for c in read_manifest(Path(out))["fork"].get("not_carried", []):  # the parent's own later policy changes
+        shown = "; ".join(f"{k} = {v!r}" for k, v in c["set"].items())
+        err.print(f"note: the parent changed {escape(shown)} from round {c['round']}; this fork does not")
     ran: list[int] = []
     started = time.perf_counter()
     with _progress(quiet, "rounds") as bar:
@@ -858,10 +862,14 @@ def sweep_command(
         + (f"; estimated LLM cost ${cost:,.4f} of --budget-usd {budget_usd:g}" if cost is not None else ""),
         highlight=False,
     )
-    rows = len(sw.table)
+    table = (
+        f"sweep.parquet: {len(sw.table):,} rows, one per run x round"
+        if (out / "sweep.parquet").is_file()
+        else f"no sweep.parquet: the sweep is {sw.manifest.status}"
+    )
     console.print(
-        f"sweep directory: [bold]{escape(str(out))}[/] (sweep.json; sweep.parquet: {rows:,} rows, one per run x"
-        " round; open with tokenomy.open_sweep)"
+        f"sweep directory: [bold]{escape(str(out))}[/] (sweep.json; {table}; open with tokenomy.open_sweep)",
+        soft_wrap=True,
     )
     if sw.failed:
         shown = "; ".join(f"{r.path}: {r.status}" + (f" ({r.error})" if r.error else "") for r in sw.failed[:3])

@@ -137,8 +137,8 @@ def welch_t(x: ArrayLike, y: ArrayLike, level: float = LEVEL) -> Difference:
         return Difference(d, math.nan, math.nan, math.nan, math.nan, WELCH, n)
     va, vb = float(a.var(ddof=1)) / n[0], float(b.var(ddof=1)) / n[1]
     se = math.sqrt(va + vb)
-    if se == 0:
-        return Difference(d, d, d, math.nan, math.nan, WELCH, n)
+    if se == 0:  # every seed agrees: the t statistic is infinite (p 0), or 0/0 when the means agree too
+        return Difference(d, d, d, _p_without_spread(d), math.inf, WELCH, n)
     df = (va + vb) ** 2 / (va**2 / (n[0] - 1) + vb**2 / (n[1] - 1))
     return _t_result(d, se, df, level, WELCH, n)
 
@@ -154,9 +154,15 @@ def paired_t(x: ArrayLike, y: ArrayLike, level: float = LEVEL) -> Difference:
     if n < 2:
         return Difference(d, math.nan, math.nan, math.nan, math.nan, PAIRED, (n, n))
     se = float(dv.std(ddof=1)) / math.sqrt(n)
-    if se == 0:
-        return Difference(d, d, d, math.nan, math.nan, PAIRED, (n, n))
+    if se == 0:  # every pair differs by the same amount
+        return Difference(d, d, d, _p_without_spread(d), n - 1.0, PAIRED, (n, n))
     return _t_result(d, se, n - 1.0, level, PAIRED, (n, n))
+
+
+def _p_without_spread(d: float) -> float:
+    """The t-test's limit as the spread goes to 0: p 0 for any difference, 1 for none (what a
+    constant policy metric, UBI income under UBI = 0 against UBI = 500, should show: not n/a)."""
+    return 0.0 if d != 0 else 1.0
 
 
 def _t_result(d: float, se: float, df: float, level: float, test: str, n: tuple[int, int]) -> Difference:

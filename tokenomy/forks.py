@@ -213,6 +213,8 @@ def create_branch(
         "snapshot": {"round": S, "sha256": parent.snapshot.sha256},
         "rerun_rounds": [S + 1, T] if S < T else None,
         "set": change.effective if change is not None else {},
+        # what the parent changed after T: the branch keeps the scenario of round T (and its own --set)
+        "not_carried": [c for c in parent.changes if int(c["round"]) > T],
     }
     inherited = [c for c in parent.changes if int(c["round"]) <= T]
     extra: dict[str, Any] = {

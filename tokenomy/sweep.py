@@ -462,7 +462,7 @@ def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _differences(was: SweepManifest, plan: SweepPlan) -> str | None:
     """What makes ``plan`` another sweep than the one recorded, or None."""
     grid = _json(plan.grid)
-    if was.grid != grid:
+    if list(was.grid.items()) != list(grid.items()):  # in order too: a run's id is its place in the product
         return f"the grid ({_grid_text(grid)}; recorded: {_grid_text(was.grid)})"
     if was.seeds != list(plan.seeds):
         return f"the seeds ({_seeds_text(plan.seeds)}; recorded: {_seeds_text(was.seeds)})"
@@ -548,8 +548,11 @@ def _disk_status(path: Path) -> tuple[str, str | None]:
     return status, m.get("error")
 
 
-def _what_to_do(path: Path) -> Literal["skip", "start", "resume"]:
-    """Finished (or failed for good): skip; a checkpoint to go on from: resume; else clear and start."""
+def _what_to_do(path: Path, run: PlannedRun | None = None) -> Literal["skip", "start", "resume"]:
+    """Finished (or failed for good): skip; a checkpoint to go on from: resume; else clear and start.
+
+    A run recorded with other grid values or another seed than ``run`` plans is refused
+    (:class:`SweepError`): kept, it would be labelled as a cell it is not."""
     if not path.exists():
         return "start"
     _wait_unlocked(path)
@@ -558,6 +561,8 @@ def _what_to_do(path: Path) -> Literal["skip", "start", "resume"]:
     except RunDirError:  # made but never written (killed at once), or not a run: nothing to keep
         shutil.rmtree(path)
         return "start"
+    if run is not None:
+        _check_recorded(path, m.get("scenario") or {}, run)
     status, error = m.get("status"), str(m.get("error") or "")
     if status == "finished" or (status == "failed" and error.startswith(FINAL_ERRORS)):
         return "skip"
@@ -565,6 +570,15 @@ def _what_to_do(path: Path) -> Literal["skip", "start", "resume"]:
         shutil.rmtree(path)
         return "start"
     return "resume"
+
+
+def _check_recorded(path: Path, scenario: Mapping[str, Any], run: PlannedRun) -> None:
+    recorded, planned = _flat(scenario), _flat(run.scenario.model_dump(mode="json"))
+    want = {k: planned.get(k) for k in ("seed", *run.cell.values)}
+    wrong = [k for k, v in want.items() if k in recorded and recorded[k] != v]
+    if wrong:
+        shown = "; ".join(f"{k} = {json.dumps(recorded[k])}, planned {json.dumps(want[k])}" for k in wrong[:3])
+        raise SweepError(f"{path}: this run was made for another cell ({shown}); use a new --out for this sweep")
 
 
 # -- running ------------------------------------------------------------------------------------------
@@ -609,8 +623,11 @@ def _execute(
         def refresh(run_id: str, outcome: ex.Outcome | None = None) -> None:
             """The run's status as its directory says; a run that ended before it had one keeps its outcome."""
             rec = records[run_id]
-            rec.status, rec.error = _disk_status(out / planned[run_id].path)
+            path = out / planned[run_id].path
+            rec.status, rec.error = _disk_status(path)
             if rec.status == "pending" and outcome is not None and outcome.status != "not started":
+                if outcome.status == "failed" and not path.exists() and "BrokenProcessPool" in (outcome.error or ""):
+                    return  # the pool broke before this run began (a signal while workers started): not a failure
                 rec.status, rec.error = outcome.status, outcome.error
 
         for r in plan.runs:
@@ -619,7 +636,7 @@ def _execute(
 
         todo: list[tuple[PlannedRun, Literal["start", "resume"]]] = []
         for r in plan.runs:
-            what = _what_to_do(out / r.path)
+            what = _what_to_do(out / r.path, r)
             if what == "skip":
                 if progress is not None:
                     progress(SweepEvent("run", r.id, r.scenario.rounds, status=records[r.id].status, skipped=True))

@@ -24,6 +24,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -213,15 +214,23 @@ def run_in_pool(jobs: Sequence[Job], n: int, on_round: RoundFn | None, on_done: 
         pool.shutdown(wait=True)
     except KeyboardInterrupt:
         procs = _processes(pool)
-        for f in futures:
-            f.cancel()  # not yet handed to a worker
+        # no Future.cancel() here: a worker killed while starting breaks the pool, which then sets an
+        # exception on every queued future, and a cancelled one crashed its manager thread
+        # (InvalidStateError), leaving the rest unresolved; a stopping worker answers a queued job
+        # with "not started" at once instead
         for p in procs:
             if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signal.SIGTERM)  # a run in flight ends interrupted; an idle worker starts none
         try:
-            done, _ = wait(list(futures), timeout=STOP_TIMEOUT_S)
+            # until the runs in flight have ended; not past the time limit, nor once every worker is
+            # gone (one killed while starting breaks the pool, and its futures never resolve)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while futures and time.monotonic() < deadline and any(p.is_alive() for p in procs):
+                done, _ = wait(list(futures), timeout=0.1, return_when=FIRST_COMPLETED)
+                drain()
+                collect(done)
             drain()
-            collect(done)
+            collect({f for f in futures if f.done()})
         finally:
             _stop(pool, procs)
         raise
