@@ -14,6 +14,7 @@ sleep; the poll's pause only paces the loop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -201,12 +202,23 @@ def _unlocked(out: Path) -> None:
 @pytest.mark.slow  # the installed command in subprocesses
 def test_a_killed_sweep_run_again_finishes_without_rerunning_finished_runs(reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
+    def moment(ms: dict[str, dict[str, Any]]) -> bool:  # one run finished, one checkpointed well before its end
+        early = [n for n in _in_flight(ms) if ms[n]["checkpoint"]["round"] <= ROUNDS - 5]
+        return any(m["status"] == "finished" for m in ms.values()) and bool(early)
+
     with open(tmp_path / "log", "wb") as log:
         args = [str(SCRIPT), *CLI_ARGS, "--jobs", "2", "--out", str(out)]  # worker processes: they die with it
-        proc = subprocess.Popen(args, env=_env(), stdout=log, stderr=log)
-        _wait_for(proc, out, lambda ms: any(m["status"] == "finished" for m in ms.values()) and _in_flight(ms))
-        proc.kill()
+        proc = subprocess.Popen(args, env=_env(), stdout=log, stderr=log, start_new_session=True)
+        while True:  # frozen while it is looked at: under load the run in flight could finish first
+            _wait_for(proc, out, moment)
+            os.killpg(proc.pid, signal.SIGSTOP)
+            if moment({p.name: m for p in (out / "runs").glob("*") if (m := _manifest(p)) is not None}):
+                break
+            os.killpg(proc.pid, signal.SIGCONT)
+        proc.kill()  # the sweep process alone: its workers must leave with it
         proc.wait(timeout=HANG_GUARD)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)
     _unlocked(out)
     manifests = {p.name: _manifest(p) for p in (out / "runs").glob("*")}
     finished = sorted(n for n, m in manifests.items() if m is not None and m["status"] == "finished")
@@ -236,8 +248,8 @@ def test_ctrl_c_interrupts_the_runs_in_flight_and_says_how_to_continue(reference
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group: Ctrl-C at a terminal signals the whole group
     )
-    _wait_for(proc, out, _in_flight)
-    os.killpg(proc.pid, signal.SIGINT)
+    _wait_for(proc, out, lambda ms: [n for n in _in_flight(ms) if ms[n]["checkpoint"]["round"] <= ROUNDS - 5])
+    os.killpg(proc.pid, signal.SIGINT)  # (well before the run's end: under load it could finish first)
     _, stderr = proc.communicate(timeout=HANG_GUARD)
     assert proc.returncode == 128 + signal.SIGINT, stderr
     said = stderr.decode()
