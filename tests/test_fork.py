@@ -89,6 +89,7 @@ def ubi_fork(parent: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert code == 0, stderr
     assert f"forked {parent} after round {T}" in " ".join(stdout.split())
+    assert (out / "report.html").is_file()  # as `tokenomy run` writes one
     return out
 
 

@@ -190,6 +190,7 @@ def test_three_sigkills_then_resume_give_the_uninterrupted_tables(tmp_path: Path
     assert not (out / "parts").exists()  # a finished run has the single tables the README documents
     for table in TABLES:
         assert (out / f"{table}.parquet").is_file()
+    assert (out / "report.html").is_file()  # written once the run finished, as `tokenomy run` does
     assert_same_tables(resumed, whole)
     assert resumed.snapshot_rounds() == whole.snapshot_rounds()
     assert resumed.manifest["last_snapshot"]["sha256"] == whole.manifest["last_snapshot"]["sha256"]

@@ -323,6 +323,7 @@ def run(
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="directory of a run that stopped (killed, interrupted or failed)")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="write no report.html into the run directory")] = False,
 ) -> None:
     """Continue a stopped run from its last complete round, in its own directory.
 
@@ -370,7 +371,12 @@ def resume(
     _summary(sc.name, rows, elapsed, sc.households, ran=len(ran))
     if runner.llm is not None:
         _llm_summary(runner)
-    console.print(f"resumed after round {left.start - 1}: run directory [bold]{path}[/] (open with tokenomy.open_run)")
+    console.print(
+        f"resumed after round {left.start - 1}: run directory [bold]{path}[/] (open with tokenomy.open_run)",
+        soft_wrap=True,
+    )
+    if not no_report:  # as a run that was never stopped would have
+        _auto_report(path)
 
 
 @app.command()
@@ -388,6 +394,7 @@ def fork(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="reuse a non-empty --out directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="write no report.html into the run directory")] = False,
 ) -> None:
     """Branch a counterfactual from the end of round T of a recorded run.
 
@@ -445,8 +452,11 @@ def fork(
     changed = "; ".join(f"{k} = {v!r}" for k, v in sets.items()) or "nothing changed"
     console.print(
         f"forked {run_dir} after round {left.start - 1} ({escape(changed)} from round {left.start}):"
-        f" run directory [bold]{path}[/] (open with tokenomy.open_run)"
+        f" run directory [bold]{path}[/] (open with tokenomy.open_run)",
+        soft_wrap=True,
     )
+    if not no_report:
+        _auto_report(path)
 
 
 def _summary(name: str, rows: list[dict[str, Any]], elapsed: float, households: int, *, ran: int | None = None) -> None:
