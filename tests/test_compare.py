@@ -32,6 +32,7 @@ from tokenomy.compare import (
     welch_t,
 )
 from tokenomy.store import open_run
+from tokenomy.sweep import SweepManifest, SweepRun
 
 SCRIPT = Path(sys.executable).parent / "tokenomy"
 TINY = ["households=200", "firms=10", "banks=2", "rounds=20", "record.household_decisions=0",
@@ -51,17 +52,19 @@ def write_sweep(
     entries, frames = [], []
     for (values, seed, frame), combo in zip(runs, combos, strict=True):
         rel = f"runs/c{index[combo]:03d}-s{seed}"
-        entries.append({"path": rel, "seed": seed, "values": values, "status": "finished"})
+        entries.append(SweepRun(path=rel, cell=index[combo], seed=seed, values=values, status="finished"))
         frames.append(frame.assign(**values, seed=seed, run=rel))
-    spec = {
-        "scenario": "baseline",
-        "scenario_data": {"name": "baseline", "seed": 1, "roles": {"regulator": {"ubi": 0.0, "income_tax": 0.2}}},
-        "grid": grid,
-        "seeds": sorted({s for _, s, _ in runs}),
-        "rounds": int(max(len(f) for _, _, f in runs)),
-        "runs": entries,
-    }
-    (root / "sweep.json").write_text(json.dumps(spec))
+    spec = SweepManifest(
+        scenario="baseline",
+        scenario_data={"name": "baseline", "seed": 1, "roles": {"regulator": {"ubi": 0.0, "income_tax": 0.2}}},
+        grid=grid,
+        seeds=sorted({s for _, s, _ in runs}),
+        rounds=int(max(len(f) for _, _, f in runs)),
+        sets=[],
+        runs=entries,
+        status="finished",
+    )
+    (root / "sweep.json").write_text(spec.model_dump_json())
     pd.concat(frames, ignore_index=True).to_parquet(root / "sweep.parquet")
     return root
 
@@ -333,3 +336,15 @@ def test_seeds_that_agree_exactly_give_p_zero_for_a_difference_and_one_for_none(
     for d in (welch_t([0.0, 0.0, 0.0], [5.0, 5.0, 5.0]), paired_t([1.0, 2.0, 3.0], [6.0, 7.0, 8.0])):
         assert d.diff == 5.0 and d.p == 0.0 and (d.low, d.high) == (5.0, 5.0)
     assert welch_t([2.0, 2.0], [2.0, 2.0]).p == 1.0 and paired_t([1.0, 2.0], [1.0, 2.0]).p == 1.0
+
+
+def test_the_paths_per_round_are_t_intervals_over_each_groups_runs(tmp_path: Path) -> None:
+    runs = [({UBI: u}, s, frame(gdp=np.arange(10) * (s + 1) + u)) for u in (0.0, 500.0) for s in SEEDS]
+    c = compare(write_sweep(tmp_path / "sw", {UBI: [0.0, 500.0]}, runs), metrics=["gdp"])
+    p = c.paths.set_index(["group", "round"])
+    for u, label in ((0.0, "0"), (500.0, "500")):
+        for r in (0, 4, 9):
+            iv = t_interval([r * (s + 1) + u for s in SEEDS])
+            row = p.loc[(label, r)]
+            assert row["n"] == len(SEEDS) and row["mean"] == pytest.approx(iv.mean)
+            assert (row["ci_low"], row["ci_high"]) == pytest.approx((iv.low, iv.high))

@@ -29,6 +29,7 @@ from tokenomy.cli import app
 from tokenomy.report import ReportError, grouped_graph, rent_flows, sweep_frame, write_report
 from tokenomy.scenario import load_scenario
 from tokenomy.store import Run
+from tokenomy.sweep import SweepManifest, SweepRun
 from tokenomy.testing.fake_openai import FakeOpenAIServer
 
 TINY = ["households=60", "firms=4", "banks=1"]
@@ -220,10 +221,11 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             path = tokenomy.Runner(sc).run(out / rel)
             m = Run(path).metrics
             frames.append(m.assign(**{"roles.regulator.ubi": ubi, "seed": seed, "run": rel}))
-            runs.append({"path": rel, "cell": cell, "seed": seed, "values": {"roles.regulator.ubi": ubi}})
-    spec = {"scenario": "baseline", "grid": grid, "seeds": seeds, "rounds": 4, "sets": TINY, "runs": runs,
-            "status": "finished"}  # fmt: skip
-    (out / "sweep.json").write_text(json.dumps(spec), encoding="utf-8")
+            values = {"roles.regulator.ubi": ubi}
+            runs.append(SweepRun(path=rel, cell=cell, seed=seed, values=values, status="finished"))
+    spec = SweepManifest(scenario="baseline", scenario_data=sc.model_dump(mode="json"), grid=grid, seeds=seeds,
+                         rounds=4, sets=TINY, runs=runs, status="finished")  # fmt: skip
+    (out / "sweep.json").write_text(spec.model_dump_json(), encoding="utf-8")
     pd.concat(frames, ignore_index=True).to_parquet(out / "sweep.parquet")
     return out
 

@@ -30,10 +30,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from tokenomy.initial import check_scale, phi_at
-from tokenomy.scenario import CentralBank, Regulator, Scenario, ScenarioError, apply_overrides
+from tokenomy.scenario import CentralBank, Regulator, Scenario, ScenarioError, apply_overrides, dotted
 from tokenomy.world import World
 
-__all__ = ["FIXED", "Change", "act", "changed", "flat", "parse_sets", "reapply", "scenario_at"]
+__all__ = ["FIXED", "Change", "act", "changed", "parse_sets", "reapply", "scenario_at"]
 
 _SIZE = "it fixes the population size (the world's accounts are laid out at round 0); start a new run"
 _OPENING = "it sets the round-0 world only, so it would not act later; start a new run"
@@ -86,13 +86,6 @@ _WORLD: dict[str, Callable[[World, Scenario], None]] = {
 """Fields the world holds a copy of from round 0 (``initial.build_world``): a change sets the copy."""
 
 
-def flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested scenario data as ``{"a.b.c": value}`` (lists are values)."""
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        out |= flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v}
-    return out
-
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
     """``--set FIELD=VALUE`` items as ``{field: value}`` (values parsed as TOML, as ``tokenomy run`` does)."""
@@ -141,7 +134,7 @@ def changed(scenario: Scenario, updates: Mapping[str, Any]) -> Change:
         ScenarioError: one line naming the first field that is unknown, may not change mid-run (and
             why), or fails validation.
     """
-    before = flat(scenario.model_dump(mode="json"))
+    before = dotted(scenario.model_dump(mode="json"))
     data = scenario.model_dump(mode="json")
     for key, value in updates.items():
         if key not in before:
@@ -172,7 +165,7 @@ def changed(scenario: Scenario, updates: Mapping[str, Any]) -> Change:
             ' not act mid-run; set roles.central_bank.rule = "fixed" with it'
         )
     check_scale(after)  # money a new UBI or productivity would make too large for int64 cents
-    now = flat(after.model_dump(mode="json"))
+    now = dotted(after.model_dump(mode="json"))
     return Change(after, {k: now[k] for k in updates}, {k: before[k] for k in updates})
 
 

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tokenomy.scenario import ScenarioError, bundled_scenarios, load_scenario
+from tokenomy.scenario import ScenarioError, bundled_scenarios, dotted, load_scenario
 
 if TYPE_CHECKING:
     from tokenomy.runner import Runner
@@ -61,14 +61,10 @@ SUMMARY = (
     ("rent_share", "rent share of GDP", "{:.2%}"),
     ("automation_share", "automatable share", "{:.3f}"),
 )
-GDP_SHARES = ("labour_share", "rent_share")
-"""Summary rows that are ratios over GDP: a round whose GDP is under ``MIN_GDP`` is left out of their
-means (a tiny economy's GDP of 1e-8 once made the rent share 34 billion percent), n/a if no round is left."""
-MIN_GDP = 1.0  # currency units a round
-
-
 def _mean(rows: list[dict[str, Any]], key: str, fmt: str) -> str:
-    """One cell of the summary: the rows' mean of ``key``, formatted (or n/a: see ``GDP_SHARES``)."""
+    """One cell of the summary: the rows' mean of ``key``, formatted (or n/a: see ``metrics.GDP_SHARES``)."""
+    from tokenomy.metrics import GDP_SHARES, MIN_GDP
+
     kept = [r[key] for r in rows if key not in GDP_SHARES or r["gdp"] >= MIN_GDP]
     return fmt.format(sum(kept) / len(kept)) if kept else "n/a"
 
@@ -88,7 +84,7 @@ def _progress(quiet: bool, unit: str) -> Progress:
     )
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     # soft_wrap: a long path in the message stays on one line (greppable, copyable from logs)
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -147,12 +143,6 @@ REPLAY_FREE = (
 (``rounds`` may be fewer than were recorded)."""
 
 
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
-    return out
-
 
 def _replay_scenario(
     replay: Path, scenario: str | None, sets: list[str], *, rounds: int | None, seed: int | None
@@ -186,7 +176,7 @@ def _replay_scenario(
             f"--replay {replay}: {scenario or 'the scenario'} has no LLM-driven roles, so there is nothing to replay"
             f" (the run recorded answers for {', '.join(recorded.llm_roles())}); leave SCENARIO out to replay it"
         )
-    was, now = _flat(recorded.model_dump(mode="json")), _flat(sc.model_dump(mode="json"))
+    was, now = dotted(recorded.model_dump(mode="json")), dotted(sc.model_dump(mode="json"))
     differ = [
         k
         for k in sorted(was.keys() | now.keys())
@@ -332,45 +322,18 @@ def resume(
     uninterrupted run's. Exits 2 when the directory cannot be resumed (finished, still being
     written, damaged), 1 when an LLM run stops because too few decisions came from the model.
     """
-    from tokenomy.policies.llm import LLMConfigError, LLMFallbackError
+    from tokenomy.policies.llm import LLMConfigError
     from tokenomy.policies.prompts import PromptError
     from tokenomy.runner import Runner
-    from tokenomy.store import RunDirError, open_run
+    from tokenomy.store import RunDirError
 
     try:
         runner = Runner.from_run(run_dir)
     except (RunDirError, LLMConfigError, PromptError, ScenarioError) as exc:
         _fail(str(exc))
         return
-    sc, left = runner.scenario, runner.resume_rounds
-    ran: list[int] = []
-    started = time.perf_counter()
-    with _progress(quiet, "rounds") as bar:
-        task = bar.add_task(sc.name, total=left.stop - left.start)
-
-        def on_round(r: int, row: dict[str, Any]) -> None:
-            ran.append(r)
-            bar.advance(task)
-
-        try:
-            path = runner.resume(on_round=on_round)
-        except (RunDirError, LLMConfigError, PromptError) as exc:
-            _fail(str(exc))
-            return
-        except OSError as exc:  # a full disk again
-            _fail(_write_failed(exc, runner, [{"round": r} for r in ran]))
-            return
-        except KeyboardInterrupt as exc:
-            _interrupted(exc, runner.path)
-        except LLMFallbackError as exc:
-            _fail(f"{exc} (resumed in {run_dir}, manifest status 'failed')", code=1)
-        finally:
-            runner.close()
-    elapsed = time.perf_counter() - started
-    rows = open_run(path).metrics.to_dict("records")
-    _summary(sc.name, rows, elapsed, sc.households, ran=len(ran))
-    if runner.llm is not None:
-        _llm_summary(runner)
+    left = runner.resume_rounds
+    path = _continue(runner, runner.scenario.name, f"resumed in {run_dir}", quiet)
     console.print(
         f"resumed after round {left.start - 1}: run directory [bold]{path}[/] (open with tokenomy.open_run)",
         soft_wrap=True,
@@ -406,10 +369,10 @@ def fork(
     stops because too few decisions came from the model.
     """
     from tokenomy.changes import parse_sets
-    from tokenomy.policies.llm import LLMConfigError, LLMFallbackError
+    from tokenomy.policies.llm import LLMConfigError
     from tokenomy.policies.prompts import PromptError
     from tokenomy.runner import Runner
-    from tokenomy.store import RunDirError, open_run, read_manifest
+    from tokenomy.store import RunDirError, read_manifest
 
     try:
         sets = parse_sets(set_ or [])
@@ -421,34 +384,7 @@ def fork(
     for c in read_manifest(Path(out))["fork"].get("not_carried", []):  # the parent's own later policy changes
         shown = "; ".join(f"{k} = {v!r}" for k, v in c["set"].items())
         err.print(f"note: the parent changed {escape(shown)} from round {c['round']}; this fork does not")
-    ran: list[int] = []
-    started = time.perf_counter()
-    with _progress(quiet, "rounds") as bar:
-        task = bar.add_task(f"{sc.name} (fork)", total=left.stop - left.start)
-
-        def on_round(r: int, row: dict[str, Any]) -> None:
-            ran.append(r)
-            bar.advance(task)
-
-        try:
-            path = runner.resume(on_round=on_round)
-        except (RunDirError, LLMConfigError, PromptError) as exc:
-            _fail(str(exc))
-            return
-        except OSError as exc:  # a full disk
-            _fail(_write_failed(exc, runner, [{"round": r} for r in ran]))
-            return
-        except KeyboardInterrupt as exc:
-            _interrupted(exc, runner.path)
-        except LLMFallbackError as exc:
-            _fail(f"{exc} (forked into {out}, manifest status 'failed')", code=1)
-        finally:
-            runner.close()
-    elapsed = time.perf_counter() - started
-    rows = [r for r in open_run(path).metrics.to_dict("records") if r["round"] >= left.start]
-    _summary(sc.name, rows, elapsed, sc.households, ran=len(ran))
-    if runner.llm is not None:
-        _llm_summary(runner)
+    path = _continue(runner, f"{sc.name} (fork)", f"forked into {out}", quiet, first=left.start)
     changed = "; ".join(f"{k} = {v!r}" for k, v in sets.items()) or "nothing changed"
     console.print(
         f"forked {run_dir} after round {left.start - 1} ({escape(changed)} from round {left.start}):"
@@ -459,8 +395,48 @@ def fork(
         _auto_report(path)
 
 
+def _continue(runner: Runner, title: str, where: str, quiet: bool, *, first: int = 0) -> Path:
+    """Run what :meth:`Runner.resume` has left (a resumed run, a fork), then print the summary of the
+    rounds from ``first``: the ending ``tokenomy resume`` and ``tokenomy fork`` share. Bad input,
+    a full disk, a signal and an LLM run that fell back too often end it as ``run`` does."""
+    from tokenomy.policies.llm import LLMConfigError, LLMFallbackError
+    from tokenomy.policies.prompts import PromptError
+    from tokenomy.store import RunDirError, open_run
+
+    sc, left = runner.scenario, runner.resume_rounds
+    ran: list[int] = []
+    started = time.perf_counter()
+    with _progress(quiet, "rounds") as bar:
+        task = bar.add_task(title, total=left.stop - left.start)
+
+        def on_round(r: int, row: dict[str, Any]) -> None:
+            ran.append(r)
+            bar.advance(task)
+
+        try:
+            path = runner.resume(on_round=on_round)
+        except (RunDirError, LLMConfigError, PromptError) as exc:
+            _fail(str(exc))
+        except OSError as exc:  # a full disk
+            _fail(_write_failed(exc, runner, [{"round": r} for r in ran]))
+        except KeyboardInterrupt as exc:
+            _interrupted(exc, runner.path)
+        except LLMFallbackError as exc:
+            _fail(f"{exc} ({where}, manifest status 'failed')", code=1)
+        finally:
+            runner.close()
+    elapsed = time.perf_counter() - started
+    rows = [r for r in open_run(path).metrics.to_dict("records") if r["round"] >= first]
+    _summary(sc.name, rows, elapsed, sc.households, ran=len(ran))
+    if runner.llm is not None:
+        _llm_summary(runner)
+    return path
+
+
 def _summary(name: str, rows: list[dict[str, Any]], elapsed: float, households: int, *, ran: int | None = None) -> None:
     """The first and last rounds' means; ``ran``: the rounds this process ran (the speed), if not all."""
+    from tokenomy.metrics import MIN_GDP
+
     if not rows:
         return
     k = max(1, min(10, len(rows) // 2))

@@ -35,15 +35,16 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from tokenomy.metrics import METRIC_COLUMNS
+from tokenomy.metrics import GDP_SHARES, METRIC_COLUMNS, MIN_GDP
+from tokenomy.scenario import dotted
 from tokenomy.store import Run, RunDirError, read_manifest
+from tokenomy.sweep import SweepError, open_sweep
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
     "DEFAULT_METRICS",
-    "GDP_RATIOS",
     "CompareError",
     "Comparison",
     "Difference",
@@ -67,10 +68,6 @@ DEFAULT_METRICS = (
     "rent_share",
     "income_ubi",
 )
-GDP_RATIOS = ("labour_share", "rent_share")
-"""Metrics that are ratios over GDP: rounds whose GDP is under ``MIN_GDP`` are left out (the run
-summary's rule, ``cli.GDP_SHARES``: a tiny GDP makes the ratio meaningless, or 0 by convention)."""
-MIN_GDP = 1.0
 LEVEL = 0.95
 NOT_GROUPED = ("seed", "name", "question", "record")  # differ between runs without making them other treatments
 WELCH, PAIRED = "Welch t", "paired t"
@@ -253,18 +250,12 @@ def _dotted(data: Mapping[str, Any], name: str, where: str) -> Any:
     node: Any = data
     for part in name.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            close = difflib.get_close_matches(name, list(_flat(data)), n=3)
+            close = difflib.get_close_matches(name, list(dotted(data)), n=3)
             hint = f" (close: {', '.join(close)})" if close else ""
             raise CompareError(f"--by {name}: no such scenario field in {where}{hint}")
         node = node[part]
     return node
 
-
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v}
-    return out
 
 
 @dataclass
@@ -297,48 +288,33 @@ def _load(path: Path, index: int, notes: list[str]) -> _Input:
 
 
 def _load_sweep(path: Path, index: int, notes: list[str]) -> _Input:
+    """A sweep's runs, from ``tokenomy.sweep.open_sweep``: its table once every run ended, else the
+    rounds its run directories hold so far."""
     given = str(path)
     try:
-        spec = json.loads((path / "sweep.json").read_text(encoding="utf-8"))
-        if not isinstance(spec, dict) or not isinstance(spec.get("runs"), list):
-            raise ValueError("no runs in it")
-        grid: dict[str, list[Any]] = dict(spec.get("grid") or {})
-        base = spec.get("scenario_data") if isinstance(spec.get("scenario_data"), dict) else None
-        entries = [(str(e["path"]), e) for e in spec["runs"]]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise CompareError(f"{path / 'sweep.json'}: damaged, not a sweep's description ({exc})") from None
-    table = path / "sweep.parquet"
-    frames: dict[str, pd.DataFrame] = {}
-    if table.is_file() and spec.get("status", "finished") in ("finished", "failed"):  # every run ended: whole
-        try:
-            rows = pd.read_parquet(table)
-        except (OSError, ValueError) as exc:
-            raise CompareError(f"{table}: cannot be read ({exc})") from None
-        if "run" not in rows.columns:
-            raise CompareError(f"{table}: no 'run' column (the run directory of each row)")
-        frames = {str(k): f.drop(columns="run") for k, f in rows.groupby("run", sort=False)}
-    else:  # a sweep still running: read what its runs have recorded so far
+        sw = open_sweep(path)
+        rows = sw.table
+    except SweepError as exc:
+        raise CompareError(str(exc)) from None
+    except (OSError, ValueError) as exc:  # a damaged table
+        raise CompareError(f"{path / 'sweep.parquet'}: cannot be read ({exc})") from None
+    if sw.status not in ("finished", "failed"):
         notes.append(f"{given}: still running (no whole sweep.parquet yet), read from its run directories")
-        for rel, _ in entries:
-            if (path / rel / "manifest.json").is_file():
-                try:
-                    frames[rel] = Run(path / rel).metrics
-                except (RunDirError, OSError, ValueError):
-                    continue
+    if "run" not in rows.columns:
+        raise CompareError(f"{path / 'sweep.parquet'}: no 'run' column (the run directory of each row)")
+    frames = {str(k): f.drop(columns="run") for k, f in rows.groupby("run", sort=False)}
     runs: list[_Run] = []
     empty = []
-    for rel, e in entries:
-        frame = frames.get(rel)
+    for rec in sw.runs:
+        frame = frames.get(rec.path)
         if frame is None or frame.empty:
-            empty.append(rel)
+            empty.append(rec.path)
             continue
-        values = dict(e.get("values") or {})
-        seed = e.get("seed", frame["seed"].iloc[0] if "seed" in frame.columns else None)
-        status = str(e.get("status", "finished"))
-        runs.append(_Run(f"{given}/{rel}", index, seed, status, frame, values, path / rel, base))
+        values, base = dict(rec.values), sw.manifest.scenario_data
+        runs.append(_Run(f"{given}/{rec.path}", index, rec.seed, rec.status, frame, values, path / rec.path, base))
     if empty:
-        notes.append(f"{given}: {len(empty)} of {len(entries)} runs have no rounds recorded (left out)")
-    return _Input(given, runs, grid)
+        notes.append(f"{given}: {len(empty)} of {len(sw.runs)} runs have no rounds recorded (left out)")
+    return _Input(given, runs, dict(sw.grid))
 
 
 # -- grouping -------------------------------------------------------------------------------------
@@ -392,7 +368,7 @@ def _default_by(inputs: Sequence[_Input]) -> list[str]:
     (not the seed, the name or what was recorded: ``record.*`` shapes the tables, not the economy)."""
     if all(i.grid is not None for i in inputs):
         return list(dict.fromkeys(f for i in inputs for f in (i.grid or {})))
-    flats = [(_flat(r.scenario) | r.grid) for i in inputs for r in i.runs]
+    flats = [(dotted(r.scenario) | r.grid) for i in inputs for r in i.runs]
     keys = list(dict.fromkeys(k for f in flats for k in f))
     return [
         k
@@ -489,15 +465,17 @@ class Comparison:
 
     @cached_property
     def paths(self) -> pd.DataFrame:
-        """Per metric, group and round: runs, mean over runs, 95% t band (n/a with one run)."""
+        """Per metric, group and round: runs, mean over runs, 95% t band (n/a with one run); the
+        report's bands (``figures.summarise``), so the two never draw different intervals."""
+        from tokenomy.figures import summarise
+
         out = []
         for m in self.metrics:
-            col = self.rounds[["group", "round", m]].dropna()
-            for (g, rnd), f in col.groupby(["group", "round"], sort=False):
-                iv = t_interval(f[m].to_numpy())
-                out.append({"metric": m, "group": g, "round": int(rnd), "n": iv.n, "mean": iv.mean,
-                            "ci_low": iv.low, "ci_high": iv.high})  # fmt: skip
-        return pd.DataFrame(out, columns=["metric", "group", "round", "n", "mean", "ci_low", "ci_high"])
+            s = summarise(self.rounds[["group", "round", m]].dropna(), [m], by="group")
+            s = s.rename(columns={m: "mean", f"{m}_lo": "ci_low", f"{m}_hi": "ci_high"}).assign(metric=m)
+            out.append(s[["metric", "group", "round", "n", "mean", "ci_low", "ci_high"]])
+        cols = ["metric", "group", "round", "n", "mean", "ci_low", "ci_high"]
+        return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers as JSON-ready data (NaN as null)."""
@@ -733,7 +711,7 @@ def _window_values(
         if metric not in f.columns:
             continue
         v = pd.to_numeric(f[metric], errors="coerce").astype(np.float64)
-        if metric in GDP_RATIOS and "gdp" in f.columns:
+        if metric in GDP_SHARES and "gdp" in f.columns:
             v = v.where(pd.to_numeric(f["gdp"], errors="coerce") >= MIN_GDP)
         keep = v.notna().to_numpy()
         inside = ((f["round"] >= a) & (f["round"] < b)).to_numpy()
@@ -745,7 +723,7 @@ def _window_values(
         elif inside.any():
             rounds_without += 1
     if dropped:
-        why = f"GDP under {MIN_GDP:g} or no value" if metric in GDP_RATIOS else "no value"
+        why = f"GDP under {MIN_GDP:g} or no value" if metric in GDP_SHARES else "no value"
         s = "s" if dropped != 1 else ""
         left = f"; {rounds_without} run{'s' if rounds_without != 1 else ''} had none left" if rounds_without else ""
         notes.append(f"{metric}: {dropped} round{s} of the window left out ({why}){left}")

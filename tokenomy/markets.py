@@ -87,17 +87,20 @@ def labour(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> 
     w.f_unfilled = vacancies - np.bincount(new[got], minlength=w.n_firms)
     assert o.grant is not None, "credit clears before labour"
     cash = w.firm_balance() + o.grant
-    let_go = within_cash(w, cash, seekers[got], rng)
-    o.hired -= int(np.isin(let_go, seekers[got]).sum())
-    o.fired += int((~np.isin(let_go, seekers[got])).sum())
-    o.decisions["firm"] = after_wages(w, fm, cash, s)
+    bill = wage_bill(w)
+    let_go = within_cash(w, cash, bill, seekers[got], rng)
+    if let_go.size:
+        bill = wage_bill(w)
+        o.hired -= int(np.isin(let_go, seekers[got]).sum())
+        o.fired += int((~np.isin(let_go, seekers[got])).sum())
+    o.decisions["firm"] = after_wages(fm, cash - fixed_payments(w, s) - bill)
     w.h_unemployed_rounds = np.where(w.h_employer >= 0, 0, w.h_unemployed_rounds + 1)
     emp_now = w.h_employer >= 0
     w.h_reservation = np.where(emp_now, w.f_wage[np.maximum(w.h_employer, 0)], w.h_reservation)
 
 
 def within_cash(
-    w: World, cash: NDArray[np.int64], hired: NDArray[np.int64], rng: np.random.Generator
+    w: World, cash: NDArray[np.int64], bill: NDArray[np.int64], hired: NDArray[np.int64], rng: np.random.Generator
 ) -> NDArray[np.int64]:
     """Let workers go where a firm's wage bill now exceeds its cash (wages are paid before sales):
     the newest hires first, in random order, then its staff. Returns who was let go.
@@ -105,7 +108,6 @@ def within_cash(
     A firm plans its workforce at the skill of its staff, but the hires it gets are random draws,
     so the bill can come out above plan; with equal skills it never does (nobody is let go here).
     """
-    bill = wage_bill(w)
     over = np.flatnonzero(bill > cash)
     out: list[NDArray[np.int64]] = []
     is_new = np.zeros(w.n_households, dtype=bool)
@@ -121,10 +123,11 @@ def within_cash(
     return np.concatenate(out) if out else np.empty(0, np.int64)
 
 
-def after_wages(w: World, fm: FirmBatch, cash: NDArray[np.int64], s: Scenario) -> FirmBatch:
-    """Investment and dividends cut to the cash the workforce actually hired leaves (the plan
-    priced new hires at the staff's skill); a no-op whenever the wage bill came out at or below plan."""
-    room = np.maximum(cash - fixed_payments(w, s) - wage_bill(w), 0)
+def after_wages(fm: FirmBatch, left: NDArray[np.int64]) -> FirmBatch:
+    """Investment and dividends cut to ``left``, the cash the workforce actually hired leaves after
+    contractual payments (the plan priced new hires at the staff's skill); a no-op whenever the wage
+    bill came out at or below plan."""
+    room = np.maximum(left, 0)
     invest = np.minimum(fm.investment_budget, room)
     div = np.minimum(fm.dividend, room - invest)
     if np.array_equal(invest, fm.investment_budget) and np.array_equal(div, fm.dividend):
@@ -133,10 +136,9 @@ def after_wages(w: World, fm: FirmBatch, cash: NDArray[np.int64], s: Scenario) -
 
 
 def wage_bill(w: World) -> NDArray[np.int64]:
-    """Each firm's wage bill as settlement pays it: its offer times each worker's skill, floored to the cent."""
-    emp = np.flatnonzero(w.h_employer >= 0)
-    pay = np.floor(w.f_wage[w.h_employer[emp]] * w.h_skill[emp])
-    return np.bincount(w.h_employer[emp], weights=pay, minlength=w.n_firms).astype(np.int64)
+    """Each firm's wage bill as settlement pays it (``World.pay``)."""
+    emp, gross = w.pay()
+    return np.bincount(w.h_employer[emp], weights=gross, minlength=w.n_firms).astype(np.int64)
 
 
 def production(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:

@@ -33,9 +33,11 @@ from tokenomy.scenario import Scenario
 from tokenomy.world import World
 
 __all__ = [
+    "GDP_SHARES",
     "LLM_ROLE_METRICS",
     "METRICS",
     "METRIC_COLUMNS",
+    "MIN_GDP",
     "Metric",
     "RoundData",
     "gini",
@@ -294,6 +296,12 @@ METRICS: dict[str, Metric] = {
     "token_wealth_market": lambda d: float(d.world.household_token_wealth().sum()) / 100,
     "token_wealth_book": lambda d: book_token_wealth(d) / 100,
 }
+
+GDP_SHARES = ("labour_share", "rent_share")
+"""Columns that are ratios over GDP: summaries and comparisons leave out rounds whose GDP is under
+``MIN_GDP`` (a tiny economy's GDP of 1e-8 once made the rent share 34 billion percent; below it the
+ratio is meaningless, or 0 by convention), n/a if no round is left."""
+MIN_GDP = 1.0  # currency units a round
 
 LLM_ROLE_METRICS = (
     "llm_calls",

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +29,8 @@ import pandas as pd
 
 from tokenomy import figures, registry
 from tokenomy.market.graph import MarketGraph
-from tokenomy.store import Run, RunDirError, UnfinishedRunWarning, write_atomic
+from tokenomy.store import Run, RunDirError, write_atomic
+from tokenomy.sweep import SweepError, open_sweep
 from tokenomy.world import World
 
 if TYPE_CHECKING:
@@ -407,45 +406,23 @@ def sweep_frame(path: str | Path) -> pd.DataFrame:
 
 
 def _read_sweep(path: Path) -> _Sweep:
+    """The sweep as ``tokenomy.sweep.open_sweep`` reads it (its runs' rounds so far, if it has not ended)."""
     notes: list[str] = []
     try:
-        spec = json.loads((path / "sweep.json").read_text(encoding="utf-8"))
-        if not isinstance(spec, dict) or not isinstance(spec.get("runs"), list):
-            raise ValueError("no runs in it")
-        grid: dict[str, list[Any]] = dict(spec.get("grid") or {})
-        entries = [dict(e) for e in spec["runs"]]
-        for e in entries:
-            e["path"] = str(e["path"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise ReportError(f"{path / 'sweep.json'}: damaged, not a sweep's description ({exc})") from None
-    fields = list(grid)
-    table = path / "sweep.parquet"
-    if table.is_file():
-        try:
-            frame = pd.read_parquet(table)
-        except (OSError, ValueError) as exc:
-            raise ReportError(f"{table}: cannot be read ({exc})") from None
-        if "run" not in frame.columns:
-            raise ReportError(f"{table}: no 'run' column (the run directory of each row)")
-        frame["run"] = frame["run"].astype(str)
-    else:  # a sweep still running: what its runs recorded so far
+        sw = open_sweep(path)
+        frame = sw.table.copy()
+    except SweepError as exc:
+        raise ReportError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path / 'sweep.parquet'}: cannot be read ({exc})") from None
+    if sw.status not in ("finished", "failed"):
         notes.append("no sweep.parquet yet: read from the run directories")
-        parts = []
-        for e in entries:
-            if (path / e["path"] / "manifest.json").is_file():
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UnfinishedRunWarning)
-                    m = Run(path / e["path"]).metrics
-                if not m.empty:
-                    parts.append(
-                        m.assign(run=e["path"], seed=e.get("seed"), **{f: e.get("values", {}).get(f) for f in fields})
-                    )
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["round", "run"])
-    values = {e["path"]: dict(e.get("values") or {}) for e in entries}
-    missing = [f for f in fields if f not in frame.columns]
-    if missing:  # the grid's columns are the sweep's; rebuild them from sweep.json if absent
-        for f in missing:
-            frame[f] = frame["run"].map(lambda r, f=f: values.get(r, {}).get(f))
+    spec = sw.manifest.model_dump(mode="json")
+    grid, entries, fields = dict(sw.grid), spec["runs"], list(sw.grid)
+    if frame.empty:
+        frame = pd.DataFrame(columns=["round", "run", *fields])
+    frame["run"] = frame["run"].astype(str)
+    values = {e["path"]: dict(e["values"]) for e in entries}
     # a run's group is named from sweep.json's values (the parquet may store 0 as 0.0); a row of a run
     # sweep.json does not list, from its own columns
     labels = {path: _label(v, fields) for path, v in values.items()}

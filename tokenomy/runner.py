@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tokenomy._sync import run_sync
-from tokenomy.changes import Change, act, changed, flat, reapply
+from tokenomy.changes import Change, act, changed, reapply
 from tokenomy.forks import create_branch, open_parent
 from tokenomy.metrics import Metric, RoundData, metrics_row
 from tokenomy.outcome import RoundOutcome
@@ -37,7 +37,7 @@ from tokenomy.policies.cache import AnswerCache
 from tokenomy.policies.llm import LLMConfigError, LLMDecider, LLMPolicy, redact
 from tokenomy.recording import Recorder
 from tokenomy.rounds import RoundContext, RoundState, run_rounds
-from tokenomy.scenario import Scenario
+from tokenomy.scenario import Scenario, dotted
 from tokenomy.simulation import Simulation
 from tokenomy.store import Checkpoint, RunDirError, RunWriter
 from tokenomy.world import World
@@ -510,7 +510,7 @@ class Runner:
 
     def _record_changes(self, writer: RunWriter, round_no: int) -> None:
         """Put :meth:`update`'s changes in the manifest, in force from ``round_no``."""
-        now = flat(self.scenario.model_dump(mode="json"))
+        now = dotted(self.scenario.model_dump(mode="json"))
         was = {k: old for k, old in self._pending.items() if now[k] != old}  # a field set back is no change
         self._pending = {}
         if was:

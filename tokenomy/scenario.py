@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -24,6 +25,7 @@ __all__ = [
     "add_role_section",
     "apply_overrides",
     "bundled_scenarios",
+    "dotted",
     "load_scenario",
     "remove_role_section",
     "resolve_scenario_path",
@@ -548,6 +550,15 @@ def _describe(err: ValidationError, source: Path, text: str | None, overrides: d
         given_s = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {shown})"
         lines.append(f"{where}: field '{field}': {msg}{given_s}")
     return "\n".join(lines)
+
+
+def dotted(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested scenario data as ``{"a.b.c": value}``, the paths ``--set`` and ``--grid`` name (lists
+    are values): what comparing two scenarios field by field needs."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out |= dotted(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v}
+    return out
 
 
 def _parse_value(raw: str) -> Any:

@@ -242,8 +242,7 @@ def debt(w: World, o: RoundOutcome, s: Scenario) -> None:
 def wages(w: World, o: RoundOutcome, s: Scenario) -> None:
     """Every employed household is paid its firm's wage per efficiency unit times its skill,
     income tax withheld for the state."""
-    emp = np.flatnonzero(w.h_employer >= 0)
-    gross = np.floor(w.f_wage[w.h_employer[emp]] * w.h_skill[emp]).astype(np.int64)
+    emp, gross = w.pay()
     payer = w.layout.accounts("firm")[w.h_employer[emp]]
     payee = w.layout.first("household") + emp.astype(np.int64)
     pay_withholding(w.ledger, "wage", payer, payee, gross, w.income_tax, w.layout.first("regulator"))

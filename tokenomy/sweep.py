@@ -44,7 +44,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tokenomy.scenario import Scenario, ScenarioError, _parse_value, load_scenario
+from tokenomy.scenario import Scenario, ScenarioError, _parse_value, dotted, load_scenario
 from tokenomy.store import RunDirError, _git_revision, _now, _versions, lock_holder, read_manifest, write_atomic
 
 __all__ = [
@@ -452,12 +452,6 @@ def _write(out: Path, m: SweepManifest) -> None:
     write_atomic(out / MANIFEST, m.model_dump_json(indent=2).encode())
 
 
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
-    return out
-
 
 def _differences(was: SweepManifest, plan: SweepPlan) -> str | None:
     """What makes ``plan`` another sweep than the one recorded, or None."""
@@ -466,7 +460,7 @@ def _differences(was: SweepManifest, plan: SweepPlan) -> str | None:
         return f"the grid ({_grid_text(grid)}; recorded: {_grid_text(was.grid)})"
     if was.seeds != list(plan.seeds):
         return f"the seeds ({_seeds_text(plan.seeds)}; recorded: {_seeds_text(was.seeds)})"
-    a, b = _flat(was.scenario_data), _flat(plan.base.model_dump(mode="json"))
+    a, b = dotted(was.scenario_data), dotted(plan.base.model_dump(mode="json"))
     differ = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
     if differ:
         shown = "; ".join(f"{k} = {json.dumps(b.get(k))}, recorded {json.dumps(a.get(k))}" for k in differ[:3])
@@ -573,7 +567,7 @@ def _what_to_do(path: Path, run: PlannedRun | None = None) -> Literal["skip", "s
 
 
 def _check_recorded(path: Path, scenario: Mapping[str, Any], run: PlannedRun) -> None:
-    recorded, planned = _flat(scenario), _flat(run.scenario.model_dump(mode="json"))
+    recorded, planned = dotted(scenario), dotted(run.scenario.model_dump(mode="json"))
     want = {k: planned.get(k) for k in ("seed", *run.cell.values)}
     wrong = [k for k, v in want.items() if k in recorded and recorded[k] != v]
     if wrong:

@@ -251,6 +251,12 @@ class World:
         ).astype(np.float64)
         return units
 
+    def pay(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The employed, and each one's gross wage as settlement pays it: her firm's offer per
+        efficiency unit times her skill, floored to the cent."""
+        emp = np.flatnonzero(self.h_employer >= 0)
+        return emp, np.floor(self.f_wage[self.h_employer[emp]] * self.h_skill[emp]).astype(np.int64)
+
     def mean_skill(self) -> NDArray[np.float64]:
         """Each firm's efficiency units per worker (1 with no workers: a new hire is average)."""
         heads = self.workers()

@@ -73,11 +73,12 @@ def test_a_firm_whose_hires_cost_more_than_its_cash_lets_the_newest_go_first() -
     bill = wage_bill(w)
     cash = bill.copy()
     cash[0] -= int(np.floor(w.f_wage[0] * 4.0)) * 2 + 1  # short by a little over two new hires
-    gone = within_cash(w, cash, idle, np.random.default_rng(0))
+    gone = within_cash(w, cash, bill, idle, np.random.default_rng(0))
     assert gone.size == 3 and np.isin(gone, idle).all()  # only new hires, as few as it takes
     assert (wage_bill(w) <= cash).all()
     assert (w.h_employer[staff] == 0).all()
-    assert within_cash(w, wage_bill(w), idle, np.random.default_rng(0)).size == 0  # a bill that fits: no one
+    fits = wage_bill(w)
+    assert within_cash(w, fits, fits, idle, np.random.default_rng(0)).size == 0  # a bill that fits: no one
 
 
 def test_skills_raise_income_inequality_and_money_is_still_conserved() -> None:
