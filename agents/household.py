@@ -9,8 +9,11 @@ Rule-based policy (``heuristic``), vectorised over the whole population:
 * **Work**: the employed ask their current wage; the unemployed lower their reservation wage by
   ``reservation_decay`` per round without work.
 * **Saving and investing**: deposits above ``invest_threshold`` rounds of spending are partly
-  (``invest_share``) bid for one random token a little above its last price. Holders sell part of
-  one position at random (``turnover``) or to cover a shortfall of cash for spending.
+  (``invest_share``) bid for one random token a little above its reference price. Holders sell part
+  of one position at random (``turnover``) or to cover a shortfall of cash for spending, a little
+  below it. The reference price is the last trade moved ``value_anchor`` of the way to the
+  issuer's book value per share: without it token prices never followed the price level, and the
+  owners' wealth melted away in real terms.
 * **Rail**: with chance ``switch_rate`` a household moves to the cheaper of card and chain.
 """
 
@@ -43,6 +46,7 @@ __all__ = [
     "desired_consumption",
     "marginal_propensity",
     "rail_choice",
+    "reference_price",
     "reservation_wage",
     "sell_orders",
 ]
@@ -119,14 +123,15 @@ class HouseholdBatch(Batch):
         batch = self
         spread = config(scenario).bid_spread
         n_tok = world.t_price.size
+        ref = reference_price(world, config(scenario))
         batch.consumption_budget[i] = round(d.consumption_budget * 100)
         batch.reservation_wage[i] = d.reservation_wage * 100
         batch.token_buy_budget[i] = round(d.token_buy_budget * 100)
         batch.token_buy[i] = d.token_buy
-        batch.token_buy_limit[i] = world.t_price[d.token_buy] * (1 + spread) if 0 <= d.token_buy < n_tok else 0.0
+        batch.token_buy_limit[i] = ref[d.token_buy] * (1 + spread) if 0 <= d.token_buy < n_tok else 0.0
         batch.token_sell[i] = d.token_sell
         batch.token_sell_shares[i] = d.token_sell_shares
-        batch.token_sell_limit[i] = world.t_price[d.token_sell] * (1 - spread) if 0 <= d.token_sell < n_tok else 0.0
+        batch.token_sell_limit[i] = ref[d.token_sell] * (1 - spread) if 0 <= d.token_sell < n_tok else 0.0
         batch.rail[i] = RAIL_NAMES.index(d.rail)
 
     def merge_shares(self, world: World, members: NDArray[np.int64], decision: BaseModel, scenario: Scenario) -> None:
@@ -141,18 +146,19 @@ class HouseholdBatch(Batch):
         n_tok = world.t_price.size
         if n_tok == 0:
             return
+        ref = reference_price(world, config(scenario))
         buy = np.floor(d.invest_share * bal).astype(np.int64)
         tok = np.where(batch.token_buy[members] >= 0, batch.token_buy[members], members % n_tok)
         batch.token_buy_budget[members] = buy
         batch.token_buy[members] = np.where(buy > 0, tok, -1)
-        batch.token_buy_limit[members] = world.t_price[tok] * (1 + spread)
+        batch.token_buy_limit[members] = ref[tok] * (1 + spread)
         h = world.household_holdings()[members]
         largest = np.argmax(h * world.t_price, axis=1)
         held = h[np.arange(members.size), largest]
         qty = np.floor(d.sell_share * held).astype(np.int64)
         batch.token_sell[members] = np.where(qty > 0, largest, -1)
         batch.token_sell_shares[members] = qty
-        batch.token_sell_limit[members] = world.t_price[largest] * (1 - spread)
+        batch.token_sell_limit[members] = ref[largest] * (1 - spread)
 
     def validated(self, world: World, scenario: Scenario) -> HouseholdBatch:
         """Clip every household to what it owns: budget plus fees within its balance."""
@@ -255,6 +261,14 @@ def reservation_wage(world: World, p: Household) -> NDArray[np.float64]:
     return np.where(employed, current, lowered)
 
 
+def reference_price(world: World, p: Household) -> NDArray[np.float64]:
+    """Saving and investing: each token's last price moved ``value_anchor`` of the way to its
+    issuer's book value per share (stock at the price index; nothing for negative net worth), cents."""
+    book = np.maximum(world.book_per_share(world.price_index, world.price_index), 0.0)
+    ref: NDArray[np.float64] = world.t_price + p.value_anchor * (book - world.t_price)
+    return ref
+
+
 @dataclass(frozen=True, slots=True)
 class BuyOrders:
     """Each household's bid: ``budget`` cents for ``token`` (-1: none) at up to ``limit`` cents a share."""
@@ -277,20 +291,26 @@ def buy_orders(
     world: World, p: Household, want: NDArray[np.float64], budget: NDArray[np.int64], rng: np.random.Generator
 ) -> BuyOrders:
     """Saving and investing: deposits above ``invest_threshold`` rounds of spending are partly
-    (``invest_share``) bid for one random token a little (up to ``bid_spread``) above its last price."""
+    (``invest_share``) bid for one random token a little (up to ``bid_spread``) above its reference price."""
     n, n_tok = world.n_households, world.t_price.size
     excess = world.household_balance().astype(np.float64) - budget - p.invest_threshold * want
     buyers = (excess > 0) & (n_tok > 0)
     cents = np.where(buyers, p.invest_share * np.maximum(excess, 0), 0).astype(np.int64)
     token = np.where(buyers, rng.integers(0, max(n_tok, 1), size=n), -1)
-    limit = world.t_price[np.maximum(token, 0)] * (1.0 + rng.random(n) * p.bid_spread) if n_tok else np.zeros(n)
+    if p.portfolio_positions > 0 and n_tok:
+        held = world.household_holdings() > 0
+        full = buyers & (held.sum(axis=1) >= p.portfolio_positions)
+        if full.any():
+            token[full] = _weighted_pick(rng, held[full].astype(np.float64))
+    ref = reference_price(world, p)[np.maximum(token, 0)] if n_tok else np.zeros(n)
+    limit = ref * (1.0 + rng.random(n) * p.bid_spread) if n_tok else np.zeros(n)
     return BuyOrders(cents, token, limit)
 
 
 def sell_orders(world: World, p: Household, want: NDArray[np.float64], rng: np.random.Generator) -> SellOrders:
     """Saving and investing: holders sell part of one position, picked in proportion to its value,
     at random (``turnover``; 10-50 % of it) or to cover a shortfall of cash for spending, a little
-    (up to ``bid_spread``) below its last price."""
+    (up to ``bid_spread``) below its reference price."""
     n, n_tok = world.n_households, world.t_price.size
     holds = world.household_holdings().sum(axis=1) > 0 if n_tok else np.zeros(n, bool)
     short = np.maximum(want - world.household_balance().astype(np.float64), 0.0)
@@ -303,7 +323,7 @@ def sell_orders(world: World, p: Household, want: NDArray[np.float64], rng: np.r
         h = world.household_holdings()[s_idx]
         tok = _weighted_pick(rng, h * world.t_price)
         held = h[np.arange(s_idx.size), tok]
-        lim = world.t_price[tok] * (1.0 - rng.random(s_idx.size) * p.bid_spread)
+        lim = reference_price(world, p)[tok] * (1.0 - rng.random(s_idx.size) * p.bid_spread)
         for_cash = np.ceil(short[s_idx] / np.maximum(lim, 1e-9))
         random_part = np.ceil(held * rng.uniform(0.1, 0.5, s_idx.size))
         qty = np.where(short[s_idx] > 0, for_cash, random_part)
@@ -377,6 +397,7 @@ class Households:
 
 
 # -- what a stand-in model answers (the fake OpenAI-compatible server; tokenomy.testing) -----------
+
 
 def _wanted_consumption(obs: dict[str, Any]) -> float:
     """Spend most of income plus a little wealth, at least subsistence while money lasts."""

@@ -73,6 +73,9 @@ MAX_OPENING_CENTS = 2**63 // 1024
 """The opening stocks (and a run's UBI) may come to this many cents at most: the ledger counts int64
 cents, and money grows over a run and is summed over the population, so three orders of magnitude
 are kept free."""
+MAX_DEPOSIT_ROUNDS = 600.0
+"""The most rounds of pay a household opens with: with no wealth effect and no inflation the steady
+state is unbounded."""
 
 
 def available_memory() -> int | None:
@@ -143,7 +146,7 @@ def check_scale(scenario: Scenario) -> None:
     leverage = 1.0 + bank_config(s).max_leverage  # the capital's value, and the loans it may carry
     capital = s.households * ini.capital_per_worker * calibrated_capital_price(s) * price0 * leverage
     stocks = {
-        "households x initial.household_deposits": s.households * ini.household_deposits * 100.0,
+        "households x initial.household_deposits": s.households * opening_deposits(s) * 100.0,
         "households x initial.wage x initial.firm_cash_rounds": s.households * wage * max(ini.firm_cash_rounds, 1.0),
         "banks x initial.bank_capital": s.banks * ini.bank_capital * 100.0,
         "households x roles.regulator.ubi x rounds": s.households * regulator_config(s).ubi * 100.0 * s.rounds,
@@ -157,6 +160,30 @@ def check_scale(scenario: Scenario) -> None:
             f"{what}: about {cents:.2g} cents, more than the {MAX_OPENING_CENTS:.2g} the ledger's int64 cents can"
             " hold with room for a run to grow; lower them"
         )
+
+
+def steady_deposit_rounds(scenario: Scenario) -> float:
+    """Rounds of net pay a household holds where its consumption rule is at rest: it saves
+    ``1 - mpc_income`` of its income and spends ``mpc_wealth`` of its wealth, which inflation at
+    the central bank's target also erodes, so wealth settles at ``(1 - mpc_income) / (mpc_wealth +
+    inflation a round)`` rounds of income (26.5 at the defaults; the SCF's median household holds
+    about 2.5 years of income). Opening with that, not a few rounds' pay, is what Caiani et al.
+    2016 do (stocks start at the model's steady state): an economy that opens far from it spends
+    hundreds of rounds filling its households' deposits, and its wealth Gini falls all the while."""
+    p = household_config(scenario)
+    inflation = (1.0 + central_bank_config(scenario).inflation_target) ** (1 / 12) - 1.0
+    rate = p.mpc_wealth + inflation
+    return min((1.0 - p.mpc_income) / rate, MAX_DEPOSIT_ROUNDS) if rate > 0 else MAX_DEPOSIT_ROUNDS
+
+
+def opening_deposits(scenario: Scenario) -> float:
+    """``initial.household_deposits``, or with ``initial.deposits = "steady"`` the mean at the households' steady state
+    (:func:`steady_deposit_rounds` rounds of the opening wage net of income tax), currency units."""
+    ini = scenario.initial
+    if ini.deposits == "mean":
+        return ini.household_deposits
+    net = ini.wage * (1.0 - regulator_config(scenario).income_tax)
+    return steady_deposit_rounds(scenario) * net
 
 
 def household_skills(dispersion: float, n: int, rng: np.random.Generator) -> NDArray[np.float64]:
@@ -199,7 +226,9 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
 
     # balances
     ledger = Ledger.open(layout.n_accounts)
-    h_bal = np.floor(ini.household_deposits * 100 * rng.lognormal(-0.125, 0.5, n)).astype(np.int64)
+    # at the steady state in proportion to skill (it is a number of rounds of each one's pay)
+    scale = skill if ini.deposits == "steady" else 1.0
+    h_bal = np.floor(opening_deposits(s) * 100 * scale * rng.lognormal(-0.125, 0.5, n)).astype(np.int64)
     ledger.balance[:n] = h_bal
     firms = layout.block("firm")
     ledger.balance[firms.start : firms.stop] = np.floor(ini.firm_cash_rounds * L * wage0).astype(np.int64)

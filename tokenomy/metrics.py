@@ -194,23 +194,10 @@ def gdp_discrepancy_explained(d: RoundData) -> float:
 
 
 def book_token_wealth(d: RoundData) -> float:
-    """Households' tokens at their issuers' book net worth (firms: deposits plus capital and stock
-    at replacement cost, less loans; banks: their net worth; others: their deposits), cents."""
+    """Households' tokens at their issuers' book net worth (``World.book_per_share``; stock at this
+    round's unit cost), cents."""
     w = d.world
-    value = np.zeros(w.t_issuer.size)
-    firms = w.tokens_of("firm")
-    nw = (
-        w.firm_balance()
-        + w.f_capital * w.capital_price * d.price_index
-        + w.f_inventory * d.unit_costs
-        - w.f_loan
-    )
-    value[firms] = nw
-    value[w.tokens_of("bank")] = w.b_equity
-    for role in ("network",):
-        value[w.tokens_of(role)] = w.balance_of(role)
-    per_share = np.where(w.t_outstanding > 0, value / np.maximum(w.t_outstanding, 1), 0.0)
-    return float((w.household_holdings() @ per_share).sum())
+    return float((w.household_holdings() @ w.book_per_share(d.price_index, d.unit_costs)).sum())
 
 
 def vacancy_rate(d: RoundData) -> float:

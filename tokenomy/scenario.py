@@ -89,6 +89,12 @@ class Initial(_Model):
     employment_rate: float = Field(0.95, ge=0, le=1)
     wage: float = Field(2000.0, ge=0.01, le=MAX_MONEY, description="wage per worker per round, currency units")
     household_deposits: float = Field(4000.0, ge=0, le=MAX_MONEY, description="mean household deposit")
+    deposits: Literal["mean", "steady"] = Field(
+        "mean",
+        description='"mean": households open with household_deposits on average; "steady": at their rule\'s steady'
+        " state instead, (1 - mpc_income) / (mpc_wealth + inflation target a round) rounds of each one's net pay"
+        " (tokenomy.initial.steady_deposit_rounds)",
+    )
     capital_per_worker: float = Field(4.6, ge=0, le=1e6, description="K&S K0 = 4.6 with L = 1")
     firm_cash_rounds: float = Field(3.0, ge=0, le=1000, description="firm deposits as rounds of its wage bill")
     bank_capital: float = Field(1_000_000.0, ge=0, le=MAX_MONEY, description="each bank's own funds")
@@ -144,7 +150,24 @@ class Household(RoleConfig):
     invest_threshold: float = Field(6.0, ge=0, description="deposits above this many rounds of spending are invested")
     invest_share: float = Field(0.2, ge=0, le=1, description="share of the excess put into tokens per round")
     turnover: float = Field(0.02, ge=0, le=1, description="chance a holder sells part of a position per round")
-    bid_spread: float = Field(0.02, ge=0, le=0.5, description="limit prices spread up to this far from the last price")
+    bid_spread: float = Field(
+        0.02, ge=0, le=0.5, description="limit prices spread up to this far from the reference price"
+    )
+    portfolio_positions: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="a household holding this many different tokens adds to one of them instead of buying a new"
+        " one (0, the default: no limit); households hold few stocks, 4.3 on average (Barber & Odean 2000)",
+    )
+    value_anchor: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of the gap between a token's last price and its issuer's book value per share that"
+        " the reference price closes each round: prices revert to fundamentals with a half-life of about 3 years"
+        " (Poterba & Summers 1988), 1 - 0.5^(1/36) a month; 0 (the default) trades at the last price alone",
+    )
     archetypes: int = Field(
         0, ge=0, le=4096, description="with policy = llm: group households into this many archetypes, one call each"
     )
@@ -195,7 +218,10 @@ class Firm(RoleConfig):
         0.8, gt=0, le=1, description="utilisation rule: expected sales over capacity a firm aims at (Caiani: 0.8)"
     )
     investment_sensitivity: float = Field(
-        0.0066, ge=0, le=1, description="utilisation rule: capital growth per round per unit of relative"
+        0.0066,
+        ge=0,
+        le=1,
+        description="utilisation rule: capital growth per round per unit of relative"
         " utilisation gap (Caiani et al. 2016: 0.02 a quarter)",
     )
     max_fire_share: float = Field(0.1, ge=0, le=1, description="largest share of its workers a firm lets go per round")
@@ -204,7 +230,10 @@ class Firm(RoleConfig):
     )
     inventory_decay: float = Field(0.05, ge=0, le=1, description="share of unsold stock lost per round")
     payout_ratio: float = Field(
-        0.03, ge=0, le=1, description="share of the cash beyond needs and buffer paid as dividends per round"
+        0.03,
+        ge=0,
+        le=1,
+        description="share of the cash beyond needs and buffer paid as dividends per round"
         " (Lintner 1956's speed of adjustment, ~0.3 a year, monthly)",
     )
     cash_buffer_rounds: float = Field(1.0, ge=0, description="wage bills kept in cash before paying dividends")
@@ -258,7 +287,10 @@ class CentralBank(RoleConfig):
     trend_rounds: float = Field(24.0, ge=1, description="rounds the output trend averages over (exponential)")
     advance_interest: bool = Field(False, description="the state pays the policy rate on its central-bank debt")
     reserve_remuneration: float = Field(
-        0.0, ge=0, le=1, description="share of the policy rate paid on banks' reserves (0: none, as the Fed"
+        0.0,
+        ge=0,
+        le=1,
+        description="share of the policy rate paid on banks' reserves (0: none, as the Fed"
         " before 2008; 1: a floor system)",
     )
 
@@ -289,7 +321,10 @@ class Regulator(RoleConfig):
     )
     gdp_share: float = Field(0.2, ge=0, le=1, description="trend rule: spending as a share of trend GDP")
     deficit_limit: float | None = Field(
-        None, ge=0, le=1, description="trend rule: cut spending so last round's deficit stays within this share of"
+        None,
+        ge=0,
+        le=1,
+        description="trend rule: cut spending so last round's deficit stays within this share of"
         " trend GDP (None: no cap)",
     )
     spending_share: float = Field(1.0, ge=0, le=1, description="surplus rule: share of the surplus spent per round")

@@ -294,6 +294,25 @@ class World:
     def household_token_wealth(self) -> NDArray[np.float64]:
         return self.token_wealth()[self.holder_rows("household")]
 
+    def book_per_share(self, price_index: float, stock_cost: NDArray[np.float64] | float) -> NDArray[np.float64]:
+        """Each token's issuer's book net worth per share, cents: firms' deposits plus capital at
+        replacement cost (``price_index``) and stock at ``stock_cost`` a unit, less loans; banks'
+        net worth; any other issuer's deposits. The fundamental a token's last trade can drift from."""
+        value = np.zeros(self.t_issuer.size)
+        value[self.tokens_of("firm")] = (
+            self.firm_balance()
+            + self.f_capital * self.capital_price * price_index
+            + self.f_inventory * stock_cost
+            - self.f_loan
+        )
+        value[self.tokens_of("bank")] = self.b_equity
+        other = np.ones(self.t_issuer.size, bool)
+        other[self.tokens_of("firm")] = other[self.tokens_of("bank")] = False
+        value[other] = self.ledger.balance[self.t_issuer[other]]
+        shares = self.t_outstanding
+        per_share: NDArray[np.float64] = np.where(shares > 0, value / np.maximum(shares, 1), 0.0)
+        return per_share
+
     def rail_fees(self) -> NDArray[np.float64]:
         """Fee rate per rail in force: card, chain, bank transfer."""
         return np.array([min(self.card_fee, self.card_fee_cap), self.chain_fee, self.bank_transfer_fee])

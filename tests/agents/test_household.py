@@ -21,6 +21,7 @@ from tokenomy.agents.household import (
     desired_consumption,
     marginal_propensity,
     rail_choice,
+    reference_price,
     reservation_wage,
     sell_orders,
 )
@@ -129,6 +130,67 @@ def test_deposits_beyond_the_threshold_are_partly_bid_for_a_token(scenario: Scen
     bidders = buy.token >= 0
     last = world.t_price[buy.token[bidders]]
     assert np.all(buy.limit[bidders] >= last) and np.all(buy.limit[bidders] <= last * (1 + p.bid_spread))
+
+
+def test_the_reference_price_closes_value_anchor_of_the_gap_to_book_value(build: Build) -> None:
+    sc, world, _ = build("roles.household.value_anchor=0.25")
+    book = world.book_per_share(world.price_index, world.price_index)
+    world.t_price[:] = book * np.linspace(0.5, 1.5, book.size)  # some below book value, some above
+    ref = reference_price(world, config(sc))
+    assert np.allclose(ref, world.t_price + 0.25 * (book - world.t_price))
+    below = world.t_price < book
+    assert np.all(ref[below] > world.t_price[below]) and np.all(ref[~below] <= world.t_price[~below])
+    world.f_loan[:] = 10**15  # every firm under water: its book value counts as nothing, not less
+    firms = world.tokens_of("firm")
+    assert np.allclose(reference_price(world, config(sc))[firms], 0.75 * world.t_price[firms])
+
+
+def test_without_an_anchor_households_trade_at_the_last_price(scenario: Scenario, world: World) -> None:
+    assert config(scenario).value_anchor == 0.0
+    world.t_price[:] *= 3.0  # far above book value
+    assert np.array_equal(reference_price(world, config(scenario)), world.t_price)
+
+
+def test_bids_and_offers_straddle_the_reference_price(build: Build) -> None:
+    sc, world, _ = build("roles.household.value_anchor=1.0", "roles.household.turnover=1.0")
+    p = config(sc)
+    world.t_price[:] = 1.0  # stale: a cent a share, far below book value
+    ref = reference_price(world, p)
+    world.household_balance()[:] = 10**9
+    want = desired_consumption(world, p)
+    buy = buy_orders(world, p, want, consumption_budget(world, want), np.random.default_rng(0))
+    sell = sell_orders(world, p, want, np.random.default_rng(0))
+    b, a = buy.token >= 0, sell.token >= 0
+    assert b.any() and a.any()
+    rb, ra = ref[buy.token[b]], ref[sell.token[a]]
+    assert np.all(buy.limit[b] >= rb) and np.all(buy.limit[b] <= rb * (1 + p.bid_spread))
+    assert np.all(sell.limit[a] <= ra) and np.all(sell.limit[a] >= ra * (1 - p.bid_spread))
+    worth = ref > 50.0  # issuers worth more than 50 cents a share trade near that, not at a cent
+    assert worth.sum() > worth.size / 2
+    assert np.all(buy.limit[b & worth[buy.token]] > 50.0) and np.all(sell.limit[a & worth[sell.token]] > 50.0)
+
+
+def test_a_household_at_its_portfolio_limit_adds_to_a_position_it_holds(build: Build) -> None:
+    sc, world, _ = build("roles.household.portfolio_positions=2")
+    p = config(sc)
+    world.household_balance()[:] = 10**9  # everyone invests
+    held = world.household_holdings() > 0
+    full = held.sum(axis=1) >= 2
+    assert full.any() and (~full).any()
+    want = desired_consumption(world, p)
+    buy = buy_orders(world, p, want, consumption_budget(world, want), np.random.default_rng(0))
+    assert np.all(buy.token >= 0)
+    rows = np.flatnonzero(full)
+    assert np.all(held[rows, buy.token[rows]])
+    # below the limit a household still picks any token: over 200 draws, some it does not hold
+    rng = np.random.default_rng(1)
+    new = [
+        not held[i, t]
+        for _ in range(200)
+        for i, t in enumerate(buy_orders(world, p, want, consumption_budget(world, want), rng).token)
+        if not full[i]
+    ]
+    assert any(new)
 
 
 def test_households_short_of_cash_sell_enough_to_cover_it(scenario: Scenario, world: World) -> None:
