@@ -239,10 +239,16 @@ def marginal_propensity(wealth: NDArray[np.float64], p: Household) -> NDArray[np
 def desired_consumption(world: World, p: Household) -> NDArray[np.float64]:
     """Consumption: ``mpc * net income + mpc_wealth * wealth``, at least ``subsistence``, cents.
 
-    Wealth is deposits plus tokens at their last price.
+    Wealth is deposits plus tokens at their last price; with ``mpc_token_wealth`` set, tokens are
+    spent from at that rate instead of ``mpc_wealth``.
     """
-    wealth = world.household_balance().astype(np.float64) + world.household_token_wealth()
-    want = marginal_propensity(wealth, p) * np.maximum(world.h_income, 0) + p.mpc_wealth * wealth
+    deposits, tokens = world.household_balance().astype(np.float64), world.household_token_wealth()
+    wealth = deposits + tokens
+    if p.mpc_token_wealth is None:
+        spend = p.mpc_wealth * wealth
+    else:  # the wealth effect of stock-market wealth is smaller than of liquid wealth
+        spend = p.mpc_wealth * deposits + p.mpc_token_wealth * tokens
+    want = marginal_propensity(wealth, p) * np.maximum(world.h_income, 0) + spend
     return np.maximum(want, p.subsistence * 100)
 
 

@@ -128,6 +128,13 @@ class Household(RoleConfig):
     mpc_wealth: float = Field(
         0.004, ge=0, le=1, description="propensity to consume out of wealth per round (empirical: 0.003-0.005 a month)"
     )
+    mpc_token_wealth: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="propensity to consume out of token wealth per round (default: mpc_wealth); stock-market"
+        " wealth is spent from at about 3 cents a dollar a year (Di Maggio, Kermani & Majlesi 2020), 0.0025 a month",
+    )
     mpc_income_rich: float = Field(0.4, ge=0, le=1, description="income propensity of the wealthiest households")
     rich_wealth_multiple: float = Field(20.0, gt=1, description="wealth (x median) at which mpc_income_rich applies")
     subsistence: float = Field(600.0, ge=0, le=MAX_MONEY, description="spending floor per round while money lasts")

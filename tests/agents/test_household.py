@@ -389,3 +389,18 @@ def test_merge_shares_scales_an_archetype_answer_by_each_members_accounts(scenar
     assert batch.token_sell[owner] == largest and batch.token_sell_shares[owner] == held[largest] // 2
     assert batch.token_sell[int(idle[1])] == -1  # a member with nothing to sell sells nothing
     assert batch.consumption_budget[int(idle[0])] == 0  # non-members untouched
+
+
+def test_token_wealth_can_be_spent_from_at_its_own_rate(build: Build) -> None:
+    sc, world, _ = build()
+    tokens = world.household_token_wealth()
+    holders = tokens > 0
+    assert holders.any()
+    base = desired_consumption(world, config(sc))
+    sc2, world2, _ = build("roles.household.mpc_token_wealth=0.0")
+    none = desired_consumption(world2, config(sc2))
+    floor = config(sc).subsistence * 100
+    above = holders & (none > floor)  # where the subsistence floor does not hide the difference
+    assert above.any()
+    np.testing.assert_allclose(base[above] - none[above], config(sc).mpc_wealth * tokens[above], rtol=1e-9)
+    assert np.array_equal(base[~holders], none[~holders])  # deposits are spent from as before
