@@ -11,9 +11,9 @@ Rule-based policy (``heuristic``), vectorised over the whole population:
 * **Saving and investing**: deposits above ``invest_threshold`` rounds of spending are partly
   (``invest_share``) bid for one random token a little above its reference price. Holders sell part
   of one position at random (``turnover``) or to cover a shortfall of cash for spending, a little
-  below it. The reference price is the last trade moved ``value_anchor`` of the way to the
-  issuer's book value per share: without it token prices never followed the price level, and the
-  owners' wealth melted away in real terms.
+  below it. The reference price is the last trade moved ``value_anchor`` (0 by default) of the way
+  to the issuer's book value per share: without it token prices never follow the price level, and
+  the owners' wealth melts away in real terms (README, "A sound economy").
 * **Rail**: with chance ``switch_rate`` a household moves to the cheaper of card and chain.
 """
 
