@@ -10,7 +10,7 @@ import pytest
 
 from tokenomy.validation.checks import Check
 from tokenomy.validation.stats import log_cycle
-from tokenomy.validation.stylized import SPECS, stylized_checks
+from tokenomy.validation.stylized import MIN_BANKRUPTCIES, SPECS, stylized_checks
 
 BURN_IN = 60
 ROUNDS = BURN_IN + 600  # 200 quarters after the burn-in
@@ -160,3 +160,19 @@ def test_a_constant_series_is_measured_as_nan_and_fails(runs: list[pd.DataFrame]
     assert all(v is not None and math.isnan(v) for v in c.per_seed)
     assert c.measured is None and not c.passed
     assert not _by_name(stylized_checks(flat, BURN_IN))["bankruptcies occur"].passed  # "> 0" is strict
+
+
+def test_bankruptcy_cyclicality_is_not_measured_from_a_handful_of_events(runs: list[pd.DataFrame]) -> None:
+    """Two bankruptcies, both in a slump, correlate with the cycle perfectly: that measures nothing."""
+    few = []
+    for r in runs:
+        b = np.zeros(len(r), dtype=np.int64)
+        gdp = r["gdp"].to_numpy()[BURN_IN:]
+        b[BURN_IN + np.argsort(gdp)[: MIN_BANKRUPTCIES - 1]] = 1  # every one in the window, at a low of GDP
+        few.append(r.assign(bankruptcies=b))
+    checks = _by_name(stylized_checks(few, BURN_IN))
+    c = checks["bankruptcies countercyclical"]
+    assert all(v is not None and math.isnan(v) for v in c.per_seed)
+    assert c.measured is None and not c.passed
+    assert checks["bankruptcies occur"].passed
+    assert _by_name(stylized_checks(runs, BURN_IN))["bankruptcies countercyclical"].passed  # many events: measured

@@ -121,6 +121,18 @@ def _corr_with_y_cycle(name: str, how: Aggregation) -> Measure:
     return lambda s: stats.corr(s.quarters(name, how), s.log_cycle("gdp"))
 
 
+MIN_BANKRUPTCIES = 10
+"""Fewest bankruptcies in a seed's window for their cyclicality to be measured: a correlation over
+one or two events is noise (the baseline has 0-2 per seed, and its sign flipped with any change)."""
+
+
+def _bankruptcy_cyclicality(s: Seed) -> float:
+    q = s.quarters("bankruptcies", "sum")
+    if not q.sum() >= MIN_BANKRUPTCIES:
+        return math.nan
+    return stats.corr(q, s.log_cycle("gdp"))
+
+
 def _u_q(s: Seed) -> NDArray[np.float64]:
     return s.quarters("unemployment_rate", "mean")
 
@@ -199,8 +211,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("bankruptcies occur", above(_STRICTLY_POSITIVE, "> 0"), "Delli Gatti et al. 2011", _mean("bankruptcies"),
          "mean bankruptcies per round over the window"),
     Spec("bankruptcies countercyclical", below(0.0), "Delli Gatti et al. 2011",
-         _corr_with_y_cycle("bankruptcies", "sum"),
-         "corr(quarterly sum of bankruptcies, HP cycle of log quarterly GDP)"),
+         _bankruptcy_cyclicality,
+         f"corr(quarterly sum of bankruptcies, HP cycle of log quarterly GDP); not measured in a seed with fewer"
+         f" than {MIN_BANKRUPTCIES} bankruptcies in the window"),
     # distribution
     Spec("wealth Gini", between(0.6, 0.9), "US SCF", _mean("gini_wealth"), "mean gini_wealth over the window"),
     Spec("wealth Gini trend", between(-0.02, 0.02, "within +-0.02 per 100 rounds"),
