@@ -32,20 +32,13 @@ from tokenomy.outcome import RoundOutcome
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
 
-__all__ = ["exiting_firms", "firm_net_worth", "firm_turnover"]
-
-
-def firm_net_worth(w: World, price_index: float) -> NDArray[np.float64]:
-    """Deposits plus capital and stock at replacement cost, less loans, cents per firm."""
-    real = (w.f_capital * w.capital_price + w.f_inventory) * price_index
-    worth: NDArray[np.float64] = w.firm_balance() + real - w.f_loan
-    return worth
+__all__ = ["exiting_firms", "firm_turnover"]
 
 
 def exiting_firms(w: World, s: Scenario, price_index: float) -> NDArray[np.int64]:
     """The firms that exit this round: negative net worth, or too many rounds in default."""
     p = firm_config(s)
-    failed = (firm_net_worth(w, price_index) < 0) | (w.f_bad_rounds >= p.exit_after_defaults)
+    failed = (w.firm_net_worth(price_index, price_index) < 0) | (w.f_bad_rounds >= p.exit_after_defaults)
     out: NDArray[np.int64] = np.flatnonzero(failed)
     return out
 

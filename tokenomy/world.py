@@ -294,17 +294,19 @@ class World:
     def household_token_wealth(self) -> NDArray[np.float64]:
         return self.token_wealth()[self.holder_rows("household")]
 
+    def firm_net_worth(self, price_index: float, stock_cost: NDArray[np.float64] | float) -> NDArray[np.float64]:
+        """Each firm's deposits plus capital at replacement cost (``price_index``) and stock at
+        ``stock_cost`` a unit, less its loans, cents: what exit tests and what its token is worth."""
+        real = self.f_capital * self.capital_price * price_index + self.f_inventory * stock_cost
+        worth: NDArray[np.float64] = self.firm_balance() + real - self.f_loan
+        return worth
+
     def book_per_share(self, price_index: float, stock_cost: NDArray[np.float64] | float) -> NDArray[np.float64]:
-        """Each token's issuer's book net worth per share, cents: firms' deposits plus capital at
-        replacement cost (``price_index``) and stock at ``stock_cost`` a unit, less loans; banks'
-        net worth; any other issuer's deposits. The fundamental a token's last trade can drift from."""
+        """Each token's issuer's book net worth per share, cents: firms' :meth:`firm_net_worth`,
+        banks' net worth, any other issuer's deposits. The fundamental a token's last trade can
+        drift from."""
         value = np.zeros(self.t_issuer.size)
-        value[self.tokens_of("firm")] = (
-            self.firm_balance()
-            + self.f_capital * self.capital_price * price_index
-            + self.f_inventory * stock_cost
-            - self.f_loan
-        )
+        value[self.tokens_of("firm")] = self.firm_net_worth(price_index, stock_cost)
         value[self.tokens_of("bank")] = self.b_equity
         other = np.ones(self.t_issuer.size, bool)
         other[self.tokens_of("firm")] = other[self.tokens_of("bank")] = False
