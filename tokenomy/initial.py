@@ -237,7 +237,16 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
     # the central bank, so every cent has a counterpart from round 0 (tokenomy.accounts).
     ledger.set_issuers(np.concatenate([layout.accounts(r) for r in ("bank", "central_bank") if r in layout.roles]))
     b_equity = np.full(nb, round(ini.bank_capital * 100), dtype=np.int64)
-    cb_advances = ledger.money_supply + int(b_equity.sum())
+    # loans that financed the opening plant: the money they created long ago is in the deposits,
+    # so they, not the state's debt, are that much of its counterpart
+    f_loan = np.floor(ini.firm_leverage * K * cap_price * price0).astype(np.int64)
+    cb_advances = ledger.money_supply + int(b_equity.sum()) - int(f_loan.sum())
+    if cb_advances < 0:
+        raise ScenarioError(
+            f"initial.firm_leverage: the firms' opening loans ({f_loan.sum() / 100:,.0f}) exceed the money and bank"
+            f" capital they would have created ({(cb_advances + f_loan.sum()) / 100:,.0f}); lower it, or open"
+            ' households at their steady state (initial.deposits = "steady")'
+        )
 
     # tokens: one per agent of every issuing role, in layout order; held by a few households
     issuers = [spec for spec in registry.roles() if spec.issues is not None]
@@ -260,7 +269,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         holdings[owners, j] = pro_rata(int(outstanding[j]), weight)
     card_revenue = network_config(s).card_fee * s.rails.card_adoption * n * ini.wage * 100 * 0.8
     value: dict[str, NDArray[np.float64]] = {  # each issuer's value at round 0, cents
-        "firm": K * cap_price * price0 + ledger.balance[firms.start : firms.stop],
+        "firm": K * cap_price * price0 + ledger.balance[firms.start : firms.stop] - f_loan,
         "bank": np.full(nb, ini.bank_capital * 100),
         "network": np.array([max(card_revenue, 1.0) * 50, max(card_revenue * 0.05, 1.0) * 50]),
     }
@@ -308,7 +317,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         # markup over unit labour cost: K&S prices at marginal cost give 1 / labour share - 1 (~0.52)
         f_markup=np.maximum(price * out / np.maximum(L * wage0, 1.0) - 1.0, 0.0),
         f_output=out.copy(),
-        f_loan=np.zeros(m, dtype=np.int64),
+        f_loan=f_loan,
         f_loan_bank=(np.arange(m) % nb).astype(np.int64),
         f_loan_rate=np.full(m, initial_loan_rate(s)),
         b_equity=b_equity,

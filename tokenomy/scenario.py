@@ -97,6 +97,13 @@ class Initial(_Model):
     )
     capital_per_worker: float = Field(4.6, ge=0, le=1e6, description="K&S K0 = 4.6 with L = 1")
     firm_cash_rounds: float = Field(3.0, ge=0, le=1000, description="firm deposits as rounds of its wage bill")
+    firm_leverage: float = Field(
+        0.0,
+        ge=0,
+        le=0.9,
+        description="firms' opening loans as a share of their capital's value (0: none); US nonfinancial"
+        " corporations owe about 30% of their assets (Federal Reserve Financial Accounts, Z.1)",
+    )
     bank_capital: float = Field(1_000_000.0, ge=0, le=MAX_MONEY, description="each bank's own funds")
     owner_share: float = Field(0.1, gt=0, le=1, description="share of households that own all tokens at start")
     ownership_pareto: float = Field(

@@ -3,7 +3,8 @@
 Three were measured there (README, "A sound economy"): opening at the households' steady state
 (``initial.deposits = "steady"``), token prices anchored to book value
 (``roles.household.value_anchor``) and few positions per portfolio
-(``roles.household.portfolio_positions``). These tests pin what each does, not the calibration.
+(``roles.household.portfolio_positions``); and, for the firms that rarely fail, levered opening
+balance sheets (``initial.firm_leverage``). These tests pin what each does, not the calibration.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tokenomy import accounts
 from tokenomy.initial import build_world, opening_deposits, steady_deposit_rounds
-from tokenomy.scenario import load_scenario
+from tokenomy.scenario import ScenarioError, load_scenario
 from tokenomy.simulation import Simulation
 
 SMALL = ["households=400", "firms=10", "banks=2"]
@@ -74,3 +76,20 @@ def test_anchored_token_prices_keep_up_with_book_value() -> None:
         gaps[anchor] = float(np.median(price[live] / book[live]))
     assert gaps[0.0] < 0.8  # stale
     assert abs(gaps[0.2] - 1.0) < abs(gaps[0.0] - 1.0) and gaps[0.2] > 0.8
+
+
+def test_firms_can_open_levered_and_every_cent_still_has_a_counterpart() -> None:
+    sets = [*SMALL, 'initial.deposits="steady"', "initial.firm_leverage=0.3"]
+    s = load_scenario("baseline", sets)
+    w = build_world(s, np.random.default_rng(1))
+    value = w.f_capital * w.capital_price * w.price_index
+    np.testing.assert_allclose(w.f_loan, 0.3 * value, atol=1.0)
+    assert accounts.money_without_counterpart(w) == 0
+    assert w.cb_advances < int(w.ledger.money_supply)  # the loans back part of the opening money
+    sim = Simulation(load_scenario("baseline", sets, seed=3))
+    for _ in range(10):
+        sim.step()
+        assert accounts.money_without_counterpart(sim.world) == 0
+    # with a few rounds' pay in deposits the loans would exceed the money they created: refused, named
+    with pytest.raises(ScenarioError, match=r"initial\.firm_leverage"):
+        build_world(load_scenario("baseline", [*SMALL, "initial.firm_leverage=0.9"]), np.random.default_rng(1))
