@@ -7,7 +7,9 @@ what it pays creates them. Its own funds are its net worth, ``World.b_equity``, 
 flows and charged with its loan losses (``tokenomy.accounts``).
 
 Rule-based lending: a firm may borrow up to ``max_leverage`` times the value of its capital, at
-``loan_rate + loan_spread * leverage``. A bank pays its deposit rate, but never more than its loans
+``loan_rate + loan_spread * leverage``; with ``credit_rule = "expected_return"`` only the part of
+its request the bank expects to be repaid (Caiani et al. 2016: a default probability from its cash
+flow over the debt service, a recovery from its capital). A bank pays its deposit rate, but never more than its loans
 earn per deposit (reserves earn nothing by default, so a bank with more deposits than loans pays
 less on them); it lends while its net worth stays above ``capital_ratio`` of its loans (a
 capital-adequacy ratio, Basel-style), rationing requests pro rata when they exceed what it may
@@ -37,6 +39,9 @@ __all__ = [
     "BankObservation",
     "Banks",
     "config",
+    "default_probability",
+    "expected_return",
+    "expected_to_pay",
     "grant_loans",
     "loan_yield_per_deposit",
     "rates",
@@ -145,12 +150,71 @@ def rates(policy_rate: float, p: Bank) -> tuple[float, float]:
     return max(monthly - p.deposit_markdown, 0.0), monthly + p.loan_markup
 
 
+_STEPS = np.linspace(1.0, 0.0, 101)[:-1]  # expected_return: a request is cut in steps of 1% of it
+
+
+def default_probability(
+    cash_flow: NDArray[np.float64], debt_service: NDArray[np.float64], sensitivity: float
+) -> NDArray[np.float64]:
+    """Caiani et al. (2016), eq. 3.13: ``1 / (1 + exp((OCF - s * ds) / ds))``, with ``OCF`` the
+    firm's operating cash flow last round and ``ds`` the debt service the new loan adds, both per
+    round (so the ratio, and ``s``, carry over from their quarters; the probability is per round)."""
+    ratio = cash_flow / np.maximum(debt_service, 1e-9)
+    out: NDArray[np.float64] = 1.0 / (1.0 + np.exp(np.clip(ratio - sensitivity, -50.0, 50.0)))
+    return out
+
+
+def expected_return(
+    prob: NDArray[np.float64], recovery: NDArray[np.float64], rate: NDArray[np.float64], amortization: float
+) -> NDArray[np.float64]:
+    """Expected return per cent lent over the loan's life (``1 / amortization`` rounds, what is
+    left then counted at par), defaulting each round with ``prob`` and recovering ``recovery`` of
+    what is outstanding: the test Caiani et al.'s banks apply, for our loans' schedule (interest
+    and ``amortization`` of the principal each round). Closed form of the geometric sums."""
+    a = max(amortization, 1e-6)
+    horizon = int(np.ceil(1.0 / a))
+    q = (1.0 - prob) * (1.0 - a)
+    q_t = q**horizon
+    annuity = np.where(q < 1.0, (1.0 - q_t) / np.maximum(1.0 - q, 1e-12), float(horizon))
+    out: NDArray[np.float64] = annuity * ((1.0 - prob) * (rate + a) + prob * recovery) + q_t - 1.0
+    return out
+
+
+def _loan_rate(
+    base: NDArray[np.float64], p: Bank, loan: NDArray[np.float64], cap_value: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The base rate plus ``loan_spread`` per unit of the borrower's leverage (capped at 10)."""
+    out: NDArray[np.float64] = base + p.loan_spread * np.minimum(loan / np.maximum(cap_value, 1.0), 10.0)
+    return out
+
+
+def expected_to_pay(
+    world: World, want: NDArray[np.int64], base_rate: NDArray[np.float64], p: Bank
+) -> NDArray[np.int64]:
+    """``credit_rule = "expected_return"`` (Caiani et al. 2016): the largest share of each request,
+    in 1% steps, whose expected return is not negative. A firm whose cash flow barely covers the
+    debt service gets little or nothing unless its capital would cover the loss: a loss-making
+    firm cannot borrow to carry on."""
+    cap_value = world.f_capital * world.capital_price * world.price_index
+    L = want[:, None] * _STEPS[None, :]
+    rate = _loan_rate(base_rate[:, None], p, world.f_loan[:, None] + L, cap_value[:, None])
+    prob = default_probability(world.f_cash_flow[:, None], (rate + p.amortization) * L, p.default_sensitivity)
+    recovery = np.minimum(1.0, p.recovery_haircut * cap_value[:, None] / np.maximum(world.f_loan[:, None] + L, 1.0))
+    ok = expected_return(prob, recovery, rate, p.amortization) >= 0.0
+    first = np.where(ok.any(axis=1), ok.argmax(axis=1), _STEPS.size)  # steps run from the whole request down
+    share = np.append(_STEPS, 0.0)[first]
+    out: NDArray[np.int64] = np.floor(want * share).astype(np.int64)
+    return out
+
+
 def grant_loans(world: World, request: NDArray[np.int64], banks: BankBatch, scenario: Scenario) -> NDArray[np.int64]:
     """How much each firm's bank lends it this round (cents); also sets the firm's loan rate."""
     p = config(scenario)
     cap_value = world.f_capital * world.capital_price * world.price_index
     headroom = np.maximum(np.floor(p.max_leverage * cap_value) - world.f_loan, 0).astype(np.int64)
     want = np.minimum(np.maximum(request, 0), headroom)
+    if p.credit_rule == "expected_return":
+        want = expected_to_pay(world, want, banks.loan_rate[world.f_loan_bank], p)
     own = world.b_equity - banks.dividend
     capacity = np.maximum(np.floor(own / p.capital_ratio) - accounts.bank_loans(world), 0).astype(np.int64)
     grant = np.zeros_like(want)
@@ -158,8 +222,8 @@ def grant_loans(world: World, request: NDArray[np.int64], banks: BankBatch, scen
         mine = world.f_loan_bank == b
         total = int(want[mine].sum())
         grant[mine] = want[mine] if total <= capacity[b] else pro_rata(int(capacity[b]), want[mine])
-    leverage = (world.f_loan + grant) / np.maximum(cap_value, 1.0)
-    world.f_loan_rate = banks.loan_rate[world.f_loan_bank] + p.loan_spread * np.minimum(leverage, 10.0)
+    lent = (world.f_loan + grant).astype(np.float64)
+    world.f_loan_rate = _loan_rate(banks.loan_rate[world.f_loan_bank], p, lent, cap_value)
     return grant
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "fit_to_funds",
     "fixed_payments",
     "hoard_labour",
+    "illiquid",
     "investment_budget",
     "loan_request",
     "output_plan",
@@ -316,7 +317,9 @@ def output_plan(world: World, p: Firm, moves: PriceOrQuantity, rng: np.random.Ge
     plans to sell less by a random ``eta_output`` share; one that moves its price keeps last
     round's expectation (as published: the firm adjusts one margin at a time); one that moves
     neither expects what it sold. Planned output tops stock up to ``inventory_target`` of expected
-    sales.
+    sales. A firm that had nothing to sell (no output, no stock, no sales) learnt nothing about its
+    demand and keeps its expectation: expecting its zero sales instead left every entrant that
+    had not yet hired planning nothing, for good (measured: entrants that never hired).
 
     Keeping the expectation on a price move matters once output follows the plan: expecting
     last round's sales there instead turned every price cut into a cut in output too, a downward
@@ -329,6 +332,8 @@ def output_plan(world: World, p: Firm, moves: PriceOrQuantity, rng: np.random.Ge
     price_move = moves.raise_price | moves.cut_price
     expected = np.where(moves.shrink, sales * (1 - uq), sales + step)
     expected = np.where(price_move, world.f_expected, expected)
+    idle = (world.f_output <= 1e-9) & (world.f_inventory <= 1e-9) & (sales <= 1e-9)
+    expected = np.where(idle, world.f_expected, expected)
     planned = np.maximum(expected * (1 + p.inventory_target) - world.f_inventory, 0.0)
     return OutputPlan(expected, planned)
 
@@ -478,7 +483,9 @@ def loan_request(world: World, need: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.maximum(need - world.firm_balance().astype(np.float64), 0.0).astype(np.int64)
 
 
-def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64]) -> NDArray[np.int64]:
+def dividends(
+    world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64], depreciation: float = 0.0
+) -> NDArray[np.int64]:
     """Cash: ``payout_ratio`` of the cash beyond this round's ``need`` and a buffer of
     ``cash_buffer_rounds`` wage bills, cents, paid only by a firm whose leverage (loans over the
     value of its capital) is at most ``leverage_target``: a firm in debt retains its earnings
@@ -490,11 +497,21 @@ def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArr
     dividends, about 0.3 a year, monthly), so dividends are smooth. Paid at once (0.9, the first
     engine's value), they rose whenever investment fell, by what it fell: households' income did
     not move with output, and consumption did not either (measured on ``baseline``, 5 seeds:
-    corr(C, Y) -0.10 against 0.55 with 0.03; inflation 0.45% against 0.38% a round)."""
+    corr(C, Y) -0.10 against 0.55 with 0.03; inflation 0.45% against 0.38% a round).
+
+    With ``dividend_rule = "profit"`` (Caiani et al. 2016) a firm pays ``profit_payout`` of last
+    round's profit (its operating cash flow less the wear of its capital at replacement cost) when
+    positive, still from the cash beyond its needs and buffer and only under the leverage target:
+    cash no longer piles up in firms (at 0.03 of the spare cash, the median firm held 16 wage
+    bills), so a loss-making firm runs short of it."""
     bal = world.firm_balance().astype(np.float64)
     spare = np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)
     capital_value = world.f_capital * world.capital_price * world.price_index
     ok = world.f_loan <= p.leverage_target * capital_value
+    if p.dividend_rule == "profit":
+        profit = world.f_cash_flow - depreciation * capital_value
+        paid = np.minimum(p.profit_payout * np.maximum(profit, 0.0), spare)
+        return np.floor(np.where(ok, paid, 0.0)).astype(np.int64)
     return np.floor(np.where(ok, p.payout_ratio * spare, 0.0)).astype(np.int64)
 
 
@@ -578,7 +595,7 @@ class Firms:
         loan = loan_request(world, need)
         issue = share_issue(world, p, loan)
         notes = np.full(world.n_firms, "", dtype=object)
-        div = dividends(world, p, need, wage_bill)
+        div = dividends(world, p, need, wage_bill, scenario.automation.depreciation)
         return FirmBatch(price, wage, target, invest, div, loan, issue, notes, sales.planned, sales.expected, markup)
 
 
@@ -589,14 +606,21 @@ def robot_tax_due(world: World, scenario: Scenario) -> NDArray[np.int64]:
     return np.floor(world.robot_tax * world.f_capital * world.capital_price * world.price_index).astype(np.int64)
 
 
-def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scenario: Scenario) -> FirmBatch:
+def fit_to_funds(
+    world: World,
+    batch: FirmBatch,
+    funds: NDArray[np.int64],
+    scenario: Scenario,
+    fixed: NDArray[np.int64] | None = None,
+) -> FirmBatch:
     """Cut a firm's plan to the cash it has (balance plus new credit).
 
-    Contractual payments (debt service, robot tax) come first, then wages (the firm shrinks its
-    target workforce until the wage bill fits), then investment, and dividends only from what is
-    left.
+    Contractual payments (``fixed``: by default :func:`fixed_payments` at the world's loan rates)
+    come first, then wages (the firm shrinks its target workforce until the wage bill fits), then
+    investment, and dividends only from what is left.
     """
-    room = np.maximum(funds - fixed_payments(world, scenario), 0)
+    due = fixed_payments(world, scenario) if fixed is None else fixed
+    room = np.maximum(funds - due, 0)
     notes = batch.notes
     # the workers whose whole wage (as settlement pays it, floored to the cent) fits in the room:
     # one division, so a target that fits is never cut by a rounding step
@@ -614,6 +638,19 @@ def fit_to_funds(world: World, batch: FirmBatch, funds: NDArray[np.int64], scena
         batch.price, batch.wage_offer, target, invest, div, batch.loan_request, batch.issue_shares, notes,
         batch.planned_output, batch.expected_sales, batch.markup,
     )
+
+
+def illiquid(world: World, planned: FirmBatch, fitted: FirmBatch, scenario: Scenario) -> NDArray[np.bool_]:
+    """``exit_on_illiquidity``: the firms whose cash and new credit could not pay the staff they
+    keep, so that :func:`fit_to_funds` cut their workforce below both their plan and what they
+    may lay off in a round (all but ``max_fire_share``). That is Caiani et al. (2016)'s and Dosi
+    et al. (2010)'s bankruptcy: a firm runs out of liquidity, however its balance sheet reads."""
+    p = config(scenario)
+    if not p.exit_on_illiquidity:
+        return np.zeros(world.n_firms, dtype=bool)
+    keep = np.floor(world.workers() * (1.0 - p.max_fire_share)).astype(np.int64)
+    out: NDArray[np.bool_] = fitted.target_workers < np.minimum(keep, planned.target_workers)
+    return out
 
 
 # -- what a stand-in model answers (the fake OpenAI-compatible server; tokenomy.testing) -----------

@@ -317,6 +317,8 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         # markup over unit labour cost: K&S prices at marginal cost give 1 / labour share - 1 (~0.52)
         f_markup=np.maximum(price * out / np.maximum(L * wage0, 1.0) - 1.0, 0.0),
         f_output=out.copy(),
+        f_cash_flow=price * out - L * wage0,  # as if last round had sold the opening output at cost of its wages
+        f_age=np.zeros(m, dtype=np.int64),
         f_loan=f_loan,
         f_loan_bank=(np.arange(m) % nb).astype(np.int64),
         f_loan_rate=np.full(m, initial_loan_rate(s)),

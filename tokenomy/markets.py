@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tokenomy.agents.bank import BankBatch, grant_loans
-from tokenomy.agents.firm import FirmBatch, fit_to_funds, fixed_payments
+from tokenomy.agents.firm import FirmBatch, fit_to_funds, fixed_payments, illiquid
 from tokenomy.agents.firm import config as firm_config
 from tokenomy.agents.household import HouseholdBatch
 from tokenomy.agents.household import config as household_config
@@ -37,8 +37,15 @@ Step = Callable[[World, RoundOutcome, Scenario, np.random.Generator], None]
 def credit(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
     """Banks lend first; then every firm's plan is cut to its cash (balance plus new credit)."""
     fm, bk = o.batch("firm", FirmBatch), o.batch("bank", BankBatch)
+    # this round's debt service is at the rate the firms planned with; the rate set with the new
+    # credit applies from the next round (as the new loan does). Charging it at once cut a worker
+    # from the plan of many a borrowing firm, its wage bill short by the difference (measured).
+    o.opening_loan_rate = w.f_loan_rate.copy()
+    fixed = fixed_payments(w, s)
     o.grant = grant_loans(w, fm.loan_request, bk, s)
-    o.decisions["firm"] = fit_to_funds(w, fm, w.firm_balance() + o.grant, s)
+    fitted = fit_to_funds(w, fm, w.firm_balance() + o.grant, s, fixed)
+    o.decisions["firm"] = fitted
+    o.illiquid = illiquid(w, fm, fitted, s)
 
 
 def labour(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:

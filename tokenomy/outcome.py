@@ -41,6 +41,8 @@ class RoundOutcome:
     wages: NDArray[np.int64] | None = None  # gross, per household
     wage_bill: NDArray[np.int64] | None = None  # gross, per firm
     interest_paid: NDArray[np.int64] | None = None  # loan interest, per firm
+    robot_tax_paid: NDArray[np.int64] | None = None  # per firm
+    illiquid: NDArray[np.bool_] | None = None  # per firm: cannot pay the staff it must keep (exit_on_illiquidity)
     dividends: NDArray[np.int64] | None = None
     interest: NDArray[np.int64] | None = None
     ubi: NDArray[np.int64] | None = None
@@ -50,6 +52,7 @@ class RoundOutcome:
     written_off: int = 0
     defaulted: NDArray[np.bool_] | None = None  # per firm: missed part of its debt service
     opening_loans: NDArray[np.int64] | None = None  # per firm, before this round's new credit
+    opening_loan_rate: NDArray[np.float64] | None = None  # per firm: what this round's debt service is at
     opening_balance: NDArray[np.int64] | None = None  # every ledger balance before settlement
     opening_bank_equity: NDArray[np.int64] | None = None  # per bank, before settlement
     opening_reserves: int = 0  # the banks' implied reserves before settlement (tokenomy.accounts)

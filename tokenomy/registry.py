@@ -213,6 +213,7 @@ for _kind in (
     PaymentKind("unemployment_benefit", description="the state pays every household without work"),
     PaymentKind("liquidation", description="an exiting firm's deposits left after its creditors, to its owners"),
     PaymentKind("equity_issue", description="households buy an entrant's new token"),
+    PaymentKind("fire_sale", description="households buy an exiting firm's plant for its creditors (exit_recovery)"),
 ):
     register_payment_kind(_kind)
 

@@ -44,6 +44,7 @@ FLOW_OF = {
     "government": "goods",
     "token_trade": "tokens",
     "equity_issue": "tokens",
+    "fire_sale": "tokens",
     "wage": "wages",
     "income_tax": "taxes and transfers",
     "robot_tax": "taxes and transfers",

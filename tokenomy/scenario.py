@@ -251,15 +251,44 @@ class Firm(RoleConfig):
         " (Lintner 1956's speed of adjustment, ~0.3 a year, monthly)",
     )
     cash_buffer_rounds: float = Field(1.0, ge=0, description="wage bills kept in cash before paying dividends")
+    dividend_rule: Literal["cash", "profit"] = Field(
+        "cash",
+        description="pay payout_ratio of the cash beyond needs and buffer, or profit_payout of last round's profit"
+        " (Caiani et al. 2016), from that cash",
+    )
+    profit_payout: float = Field(
+        0.9, ge=0, le=1, description="dividend_rule = profit: share of a positive profit paid out (Caiani et al.: 0.9)"
+    )
     leverage_target: float = Field(
         0.5, ge=0, description="no dividend while loans exceed this multiple of the capital's value"
     )
     equity_issuance: bool = Field(True, description="may sell new tokens to fund investment")
     exit_and_entry: bool = Field(True, description="failed firms exit and entrants replace them one for one")
     exit_after_defaults: int = Field(3, ge=1, description="rounds running in default after which a firm exits")
+    exit_share: float = Field(
+        0.0, ge=0, le=1,
+        description="a firm older than exit_grace rounds that sold less than this share of the round's goods exits"
+        " (Dosi et al. 2010's near-zero market share; 1e-5 in the LSD implementation of K+S); 0: never",
+    )
+    exit_grace: int = Field(12, ge=0, description="rounds an entrant is spared the exit_share test")
+    exit_on_illiquidity: bool = Field(
+        False,
+        description="a firm whose cash and new credit cannot pay its debt service and the staff it may not lay off"
+        " this round (all but max_fire_share) exits (Caiani et al. 2016; Dosi et al. 2010)",
+    )
     exit_scrap: float = Field(0.5, ge=0, le=1, description="share of an exiting firm's capital scrapped")
+    exit_recovery: float = Field(
+        0.0, ge=0, le=1,
+        description="share of the value of the plant an entrant takes over that households pay the exiting firm's"
+        " bank for, up to the unpaid loan (Caiani et al. 2016's fire sale: 0.5); 0: the plant passes without proceeds",
+    )
     entry_equity_rounds: float = Field(
         3.0, ge=0, le=1000, description="an entrant raises this many median wage bills of equity from households"
+    )
+    entry_capital: float = Field(
+        0.0, ge=0, le=10,
+        description="an entrant also raises what tops the plant it takes over up to this share of the incumbents'"
+        " mean capital, at replacement cost, and invests it (Dosi et al. 2010: a random 0.1-0.9, mean 0.5)",
     )
     max_issue_share: float = Field(0.02, ge=0, le=1, description="new tokens per round, share of outstanding")
 
@@ -279,6 +308,19 @@ class Bank(RoleConfig):
     max_leverage: float = Field(2.0, ge=0, le=100, description="debt a firm may carry per unit of its capital value")
     amortization: float = Field(0.02, ge=0, le=1, description="share of principal repaid per round")
     payout_ratio: float = Field(0.5, ge=0, le=1, description="share of last round's profit paid as dividends")
+    credit_rule: Literal["leverage", "expected_return"] = Field(
+        "leverage",
+        description="lend any request within max_leverage, or only what is expected to pay (Caiani et al. 2016:"
+        " default probability from cash flow over debt service, recovery from collateral)",
+    )
+    default_sensitivity: float = Field(
+        3.92245, ge=0, le=100,
+        description="expected_return: cash flow / debt service at which the default probability is 1/2"
+        " (Caiani et al. 2016's calibrated value for consumption firms)",
+    )
+    recovery_haircut: float = Field(
+        0.5, ge=0, le=1, description="expected_return: share of the borrower's capital value a defaulted loan recovers"
+    )
     resolution: Literal["state", "bail_in"] = Field(
         "state",
         description="a bank whose net worth falls below zero is recapitalised to its capital requirement"

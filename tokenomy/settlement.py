@@ -221,7 +221,8 @@ def debt(w: World, o: RoundOutcome, s: Scenario) -> None:
     """Debt service after sales, then the robot tax, each from what the firm has."""
     firms = w.layout.accounts("firm")
     owed = o.opening_loans if o.opening_loans is not None else w.f_loan
-    interest, principal = debt_due(owed, w.f_loan_rate, bank_config(s).amortization)
+    rate = o.opening_loan_rate if o.opening_loan_rate is not None else w.f_loan_rate
+    interest, principal = debt_due(owed, rate, bank_config(s).amortization)
     o.interest_paid, written_off, o.defaulted = service_debt(w, interest, principal)
     o.written_off = int(written_off.sum())
     lay = w.layout
@@ -237,6 +238,7 @@ def debt(w: World, o: RoundOutcome, s: Scenario) -> None:
         )
     tax = np.minimum(robot_tax_due(w, s), w.ledger.spendable(firms))
     w.ledger.transfer("robot_tax", firms, w.layout.first("regulator"), tax)
+    o.robot_tax_paid = tax
 
 
 def wages(w: World, o: RoundOutcome, s: Scenario) -> None:
@@ -377,6 +379,19 @@ def capital_income_and_transfers(w: World, o: RoundOutcome, s: Scenario) -> None
     o.benefits = pay_benefits(w, o, s)
 
 
+def operating_cash_flow(w: World, o: RoundOutcome) -> NDArray[np.float64]:
+    """Per firm, the round's sales less its wages, loan interest and robot tax, cents: Caiani et
+    al. (2016)'s operating cash flow, which a bank sets against the debt service a loan adds."""
+    assert o.purchases is not None and o.wage_bill is not None
+    m = w.n_firms
+    revenue = np.bincount(o.purchases.seller, weights=o.purchases.amount, minlength=m).astype(np.float64)
+    out: NDArray[np.float64] = revenue - o.wage_bill.astype(np.float64)
+    for paid in (o.interest_paid, o.robot_tax_paid):
+        if paid is not None:
+            out = out - paid.astype(np.float64)
+    return out
+
+
 def stocks(w: World, o: RoundOutcome, s: Scenario) -> None:
     """Stocks that follow from the round's flows: capital, inventory, households' net income."""
     assert o.invest_qty is not None and o.output is not None
@@ -387,6 +402,7 @@ def stocks(w: World, o: RoundOutcome, s: Scenario) -> None:
     o.inventory_decay = w.f_inventory * firm_config(s).inventory_decay
     w.f_inventory = w.f_inventory - o.inventory_decay
     w.f_output = o.output
+    w.f_cash_flow = operating_cash_flow(w, o)
     capital_income = o.dividends + o.interest
     w.h_income = (
         (o.wages - np.floor(o.wages * w.income_tax)).astype(np.int64)

@@ -156,6 +156,10 @@ class World:
     f_markup: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # over unit cost (markup pricing)
     f_bad_rounds: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # rounds in default, running
     f_output: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))  # produced last round
+    # operating cash flow last round (sales less wages, interest and robot tax), cents: what a bank
+    # weighs debt service against (Caiani et al. 2016)
+    f_cash_flow: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    f_age: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # rounds since entry (or start)
     f_loan: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # principal, cents
     f_loan_bank: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
     f_loan_rate: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
@@ -355,6 +359,10 @@ class World:
                 continue
             if fl.name == "h_skill" and fl.name not in snap:  # a snapshot from before skills: equal ones
                 kwargs[fl.name] = np.ones(np.asarray(snap["h_employer"]).size)
+                continue
+            if fl.name in ("f_cash_flow", "f_age") and fl.name not in snap:  # a snapshot from before them
+                dtype = np.int64 if fl.name == "f_age" else np.float64
+                kwargs[fl.name] = np.zeros(np.asarray(snap["f_price"]).size, dtype=dtype)
                 continue
             arr = np.asarray(snap[fl.name])
             kwargs[fl.name] = arr.copy() if arr.ndim > 0 else arr.item()

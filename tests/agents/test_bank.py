@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from tokenomy import accounts
-from tokenomy.agents.bank import BankBatch, BankDecision, Banks, config, grant_loans
+from tokenomy.agents.bank import (
+    BankBatch,
+    BankDecision,
+    Banks,
+    config,
+    default_probability,
+    expected_return,
+    grant_loans,
+)
 from tokenomy.agents.base import MarketView
 from tokenomy.scenario import Scenario
 from tokenomy.world import World
@@ -112,3 +120,37 @@ def test_a_bank_short_of_capital_rations_pro_rata(build: Build) -> None:
         2_500_000,
         2_500_000,
     ]
+
+
+def test_default_probability_is_caianis_logistic_in_cash_flow_over_debt_service() -> None:
+    ds = np.full(4, 100.0)
+    prob = default_probability(np.array([392.245, 852.0, 0.0, -500.0]), ds, 3.92245)
+    assert prob[0] == pytest.approx(0.5)  # cash flow at sensitivity x debt service: even odds
+    assert prob[1] == pytest.approx(0.01, rel=0.02)  # Caiani et al.'s steady state: 1%
+    assert prob[2] > 0.98 and prob[3] > prob[2]  # no cash flow, or a loss: near-certain default
+
+
+def test_expected_return_of_a_safe_loan_is_its_interest_and_a_risky_uncovered_one_loses() -> None:
+    a, rate = 0.02, 0.005
+    safe = expected_return(np.zeros(1), np.zeros(1), np.full(1, rate), a)
+    assert safe[0] == pytest.approx((1 - (1 - a) ** 50) * rate / a)  # 50 rounds of interest on what is left
+    covered = expected_return(np.full(1, 0.9), np.ones(1), np.full(1, rate), a)
+    assert covered[0] >= 0  # full recovery: the bank never loses, however likely the default
+    risky = expected_return(np.full(1, 0.05), np.full(1, 0.2), np.full(1, rate), a)
+    assert risky[0] < 0  # 5% a round, 20% recovered: the interest does not pay for the losses
+
+
+def test_expected_return_rule_lends_to_cash_flow_or_collateral_and_not_to_a_loss_maker(build: Build) -> None:
+    sc, world, _ = build('roles.bank.credit_rule="expected_return"')
+    value = world.f_capital * world.capital_price * world.price_index
+    request = np.floor(0.8 * value).astype(np.int64)  # more than half the plant: not fully covered
+    world.f_cash_flow[:] = [-1_000_000.0, 0.0, 1e9, -1_000_000.0]
+    world.f_loan[:] = 0
+    grant = grant_loans(world, request, _batch(), sc)
+    assert grant[2] == request[2]  # cash flow far above the debt service: all of it
+    assert grant[0] < request[0] and grant[3] < request[3]  # a loss-maker gets only what its plant covers
+    assert grant[0] <= np.ceil(0.5 * value[0] / 0.99)  # recovery is half the plant's value
+    small = np.floor(0.4 * value).astype(np.int64)  # within half the plant's value: covered, lent
+    assert grant_loans(world, small, _batch(), sc).tolist() == small.tolist()
+    leverage = build()[0]  # the default rule lends the loss-maker all of it
+    assert grant_loans(world, request, _batch(), leverage).tolist() == request.tolist()

@@ -489,3 +489,53 @@ def test_observe_shows_the_world_in_currency_units(world: World, view: MarketVie
     assert obs.price == pytest.approx(world.f_price[0] / 100)
     assert obs.workers == world.workers()[0]
     assert obs.mean_price == pytest.approx(view.mean_price / 100)
+
+
+def test_profit_dividends_pay_a_share_of_last_rounds_profit_from_spare_cash(build: Build) -> None:
+    sc, world, _ = build('roles.firm.dividend_rule="profit"', "roles.firm.profit_payout=0.9")
+    p, dep = config(sc), sc.automation.depreciation
+    value = world.f_capital * world.capital_price * world.price_index
+    world.f_loan[:] = 0
+    world.firm_balance()[:] = 10**12  # plenty of spare cash
+    world.f_cash_flow[:] = dep * value + np.array([1_000_000.0, 0.0, -5e6, 2_000_000.0])
+    none = np.zeros(4)
+    div = dividends(world, p, none, none, dep)
+    assert div.tolist() == pytest.approx([900_000, 0, 0, 1_800_000], abs=1)  # 0.9 of profit after wear; none of a loss
+    world.firm_balance()[:] = 500_000  # the cash beyond needs and buffer caps it
+    assert dividends(world, p, none, none, dep).tolist() == [500_000, 0, 0, 500_000]
+    world.firm_balance()[:] = 10**12
+    world.f_loan[:] = np.ceil(value)  # above the leverage target: earnings retained
+    assert dividends(world, p, none, none, dep).tolist() == [0] * 4
+
+
+def test_a_firm_granted_its_whole_request_keeps_its_whole_plan() -> None:
+    """The loan rate the new credit sets applies from the next round: this round's debt service is
+    the one the firm planned with (charged at once, it cut a worker from many a borrower's plan)."""
+    from tokenomy import markets
+    from tokenomy.agents.firm import FirmBatch
+    from tokenomy.scenario import load_scenario
+    from tokenomy.simulation import Simulation
+
+    sim = Simulation(load_scenario("baseline", ["households=400", "firms=10", "banks=2", "rounds=60", "seed=2"]))
+    seen = 0
+    original = markets.credit
+
+    def credit(w: World, o, s: Scenario, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
+        nonlocal seen
+        plan = o.batch("firm", FirmBatch)
+        rate = w.f_loan_rate.copy()
+        original(w, o, s, rng)
+        full = (plan.loan_request > 0) & (o.grant == plan.loan_request)
+        seen += int(full.sum())
+        fitted = o.batch("firm", FirmBatch)
+        assert (fitted.target_workers[full] == plan.target_workers[full]).all()
+        assert np.array_equal(o.opening_loan_rate, rate)
+
+    steps = markets.STEPS
+    markets.STEPS = tuple(credit if st is original else st for st in steps)
+    try:
+        for _ in range(60):
+            sim.step()
+    finally:
+        markets.STEPS = steps
+    assert seen > 20  # many borrowers, every one of them kept its plan

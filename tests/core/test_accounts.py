@@ -212,7 +212,8 @@ class DebtRound:
             assert o.opening_loans is not None and o.grant is not None
             owed = int(o.opening_loans[f])
             d = self.due
-            d["interest"] = int(np.floor(owed * w.f_loan_rate[f]))
+            assert o.opening_loan_rate is not None  # this round's debt service is at the rate planned with
+            d["interest"] = int(np.floor(owed * o.opening_loan_rate[f]))
             d["principal"] = int(min(np.ceil(owed * amort), owed))
             d["owed"], d["grant"] = owed, int(o.grant[f])
             fm = o.batch("firm", FirmBatch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tokenomy import accounts
 from tokenomy.outcome import RoundOutcome
@@ -74,7 +75,7 @@ def test_firms_in_default_for_too_long_exit_and_exit_can_be_switched_off() -> No
     firm_turnover(w, o, sc)
     bankruptcy = next(e for e in o.events if e["kind"] == "bankruptcy")
     assert (w.h_employer[staff] == -1).all() and o.fired == staff.size
-    assert bankruptcy["detail"].startswith(f"{staff.size} workers laid off")
+    assert bankruptcy["detail"].startswith(f"in default: {staff.size} workers laid off")
     assert accounts.money_without_counterpart(w) == 0
 
     off = Simulation(load_scenario("baseline", [*SMALL, "roles.firm.exit_and_entry=false"]))
@@ -83,3 +84,73 @@ def test_firms_in_default_for_too_long_exit_and_exit_can_be_switched_off() -> No
     o = off.step()
     assert not [e for e in o.events if e["kind"] in ("bankruptcy", "entry")]
     assert accounts.money_without_counterpart(off.world) == 0
+
+
+def test_a_fire_sale_pays_the_bank_what_households_pay_for_the_plant_and_they_own_the_entrant() -> None:
+    """``exit_recovery`` (Caiani et al. 2016): the plant the entrant takes over is bought for the
+    creditors at that share of its value; the bank's loss falls by exactly what was paid."""
+    results = {}
+    for recovery in (0.0, 0.5):
+        sim = Simulation(load_scenario("baseline", [*SMALL, f"roles.firm.exit_recovery={recovery}"]))
+        sim.step()
+        w, f = sim.world, 2
+        _doom(sim, f)
+        o = sim.step()
+        paid = sum(int(p.amount.sum()) for p in o.postings if p.kind == "fire_sale")
+        bankruptcy = next(e for e in o.events if e["kind"] == "bankruptcy")
+        entry = next(e for e in o.events if e["kind"] == "entry")
+        token = w.tokens_of("firm").start + f
+        results[recovery] = (paid, bankruptcy["amount"], entry["amount"], w.t_price[token] * w.t_outstanding[token])
+        assert accounts.money_without_counterpart(sim.world) == 0
+        assert (w.holdings.sum(axis=0) == w.t_outstanding).all()
+    (paid0, lost0, _, _), (paid, lost, stake, value) = results[0.0], results[0.5]
+    assert paid0 == 0 and paid > 0
+    assert lost0 - lost == pytest.approx(paid, abs=2)  # the same doomed firm; what was paid is not lost
+    assert stake == pytest.approx(value) and stake > paid  # the buyers' stake: the plant and the new equity
+
+
+def test_a_firm_out_of_cash_for_the_staff_it_keeps_exits_only_with_exit_on_illiquidity() -> None:
+    for on in (False, True):
+        sim = Simulation(load_scenario("baseline", [*SMALL, f"roles.firm.exit_on_illiquidity={str(on).lower()}"]))
+        sim.step()
+        w, f = sim.world, 1
+        staff = int((w.h_employer == f).sum())
+        assert staff > 2
+        cash = int(w.firm_balance()[f])  # its deposits go to a household: nothing to pay wages with,
+        acct, hh = w.layout.first("firm") + f, w.layout.first("household")
+        w.ledger.balance[acct] -= cash
+        w.ledger.balance[hh] += cash
+        w.f_capital[f] = 1e-9  # and no plant to borrow against
+        o = sim.step()
+        assert o.illiquid is not None and bool(o.illiquid[f]) is on
+        exits = [e["agent"] for e in o.events if e["kind"] == "bankruptcy"]
+        assert (f"f{f}" in exits) is on
+        assert accounts.money_without_counterpart(sim.world) == 0
+
+
+def test_a_firm_that_sells_next_to_nothing_exits_after_its_grace_with_exit_share() -> None:
+    """Dosi et al. (2010): a firm whose market share is near zero exits; an entrant is spared for
+    ``exit_grace`` rounds, and the age counts from entry."""
+    sc = load_scenario("baseline", [*SMALL, "roles.firm.exit_share=1e-5", "roles.firm.exit_grace=3"])
+    sim = Simulation(sc)
+    sim.step()
+    w = sim.world
+    assert w.f_age.tolist() == [1] * 6
+    sales = np.array([5e6, 0.0, 4e6, 1.0, 3e6, 2e6])  # firm 1 sold nothing, firm 3 a cent in 14 million
+    assert exiting_firms(w, sc, w.price_index, sales=sales).tolist() == []  # all within their grace
+    w.f_age[:] = [9, 9, 9, 9, 2, 9]
+    assert exiting_firms(w, sc, w.price_index, sales=sales).tolist() == [1, 3]
+    assert exiting_firms(w, load_scenario("baseline", SMALL), w.price_index, sales=sales).tolist() == []
+    # in a round: take firm 1's staff and stock away, and it leaves once its grace is over
+    w.f_age[:] = 9
+    for _ in range(4):
+        w.f_capital[1] = 1e-9
+        w.f_inventory[1] = 0.0
+        w.h_employer[w.h_employer == 1] = -1
+        o = sim.step()
+        if any(e["agent"] == "f1" for e in o.events if e["kind"] == "bankruptcy"):
+            break
+    else:
+        raise AssertionError("a firm that sold nothing never exited")
+    assert sim.world.f_age[1] == 0  # the entrant's age starts again
+    assert accounts.money_without_counterpart(sim.world) == 0
