@@ -182,8 +182,12 @@ CASES: dict[str, tuple[Make, list[str]]] = {
         ["s.toml", "roles.regulator.ubi", "int64"],
     ),
     "deposits_overflow_the_population": (
-        lambda c: c.run_file("households = 100000\n[initial]\nhousehold_deposits = 1e12\n"),
+        lambda c: c.run_file('households = 100000\n[initial]\ndeposits = "mean"\nhousehold_deposits = 1e12\n'),
         ["households x initial.household_deposits", "int64"],
+    ),
+    "household_deposits_with_steady_deposits": (
+        lambda c: c.run_file("[initial]\nhousehold_deposits = 5000\n"),
+        ["initial", "household_deposits applies only with deposits"],
     ),
     "wage_overflows_the_capital_stock": (
         lambda c: c.run_file("households = 100000\n[initial]\nwage = 1e12\n"),

@@ -90,11 +90,22 @@ class Initial(_Model):
     wage: float = Field(2000.0, ge=0.01, le=MAX_MONEY, description="wage per worker per round, currency units")
     household_deposits: float = Field(4000.0, ge=0, le=MAX_MONEY, description="mean household deposit")
     deposits: Literal["mean", "steady"] = Field(
-        "mean",
+        "steady",
         description='"mean": households open with household_deposits on average; "steady": at their rule\'s steady'
         " state instead, (1 - mpc_income) / (mpc_wealth + inflation target a round) rounds of each one's net pay"
         " (tokenomy.initial.steady_deposit_rounds)",
     )
+    @model_validator(mode="after")
+    def _deposits_rule(self) -> Initial:
+        # a value other than the default (manifests store every field, so being set is not enough)
+        default = type(self).model_fields["household_deposits"].default
+        if self.deposits == "steady" and self.household_deposits != default:
+            raise ValueError(
+                'household_deposits applies only with deposits = "mean"; the default, "steady", opens each'
+                " household at its consumption rule's steady state"
+            )
+        return self
+
     capital_per_worker: float = Field(4.6, ge=0, le=1e6, description="K&S K0 = 4.6 with L = 1")
     firm_cash_rounds: float = Field(3.0, ge=0, le=1000, description="firm deposits as rounds of its wage bill")
     firm_leverage: float = Field(
@@ -136,10 +147,10 @@ class Household(RoleConfig):
         0.004, ge=0, le=1, description="propensity to consume out of wealth per round (empirical: 0.003-0.005 a month)"
     )
     mpc_token_wealth: float | None = Field(
-        None,
+        0.0025,
         ge=0,
         le=1,
-        description="propensity to consume out of token wealth per round (default: mpc_wealth); stock-market"
+        description="propensity to consume out of token wealth per round (None: mpc_wealth); stock-market"
         " wealth is spent from at about 3 cents a dollar a year (Di Maggio, Kermani & Majlesi 2020), 0.0025 a month",
     )
     mpc_income_rich: float = Field(0.4, ge=0, le=1, description="income propensity of the wealthiest households")
@@ -168,19 +179,20 @@ class Household(RoleConfig):
         0.02, ge=0, le=0.5, description="limit prices spread up to this far from the reference price"
     )
     portfolio_positions: int = Field(
-        0,
+        4,
         ge=0,
         le=1_000_000,
         description="a household holding this many different tokens adds to one of them instead of buying a new"
-        " one (0, the default: no limit); households hold few stocks, 4.3 on average (Barber & Odean 2000)",
+        " one (0: no limit); households hold few stocks, 4.3 on average (Barber & Odean 2000)",
     )
     value_anchor: float = Field(
-        0.0,
+        0.05,
         ge=0,
         le=1,
         description="share of the gap between a token's last price and its issuer's book value per share that"
         " the reference price closes each round: prices revert to fundamentals with a half-life of about 3 years"
-        " (Poterba & Summers 1988), 1 - 0.5^(1/36) a month; 0 (the default) trades at the last price alone",
+        " (Poterba & Summers 1988), 1 - 0.5^(1/36) = 0.019 a month; 0.05 (the default) halves it in 13.5 months;"
+        " 0 trades at the last price alone",
     )
     archetypes: int = Field(
         0, ge=0, le=4096, description="with policy = llm: group households into this many archetypes, one call each"
@@ -272,13 +284,13 @@ class Firm(RoleConfig):
     )
     exit_grace: int = Field(12, ge=0, description="rounds an entrant is spared the exit_share test")
     exit_on_illiquidity: bool = Field(
-        False,
+        True,
         description="a firm whose cash and new credit cannot pay its debt service and the staff it may not lay off"
         " this round (all but max_fire_share) exits (Caiani et al. 2016; Dosi et al. 2010)",
     )
     exit_scrap: float = Field(0.5, ge=0, le=1, description="share of an exiting firm's capital scrapped")
     exit_recovery: float = Field(
-        0.0, ge=0, le=1,
+        0.5, ge=0, le=1,
         description="share of the value of the plant an entrant takes over that households pay the exiting firm's"
         " bank for, up to the unpaid loan (Caiani et al. 2016's fire sale: 0.5); 0: the plant passes without proceeds",
     )
@@ -286,7 +298,7 @@ class Firm(RoleConfig):
         3.0, ge=0, le=1000, description="an entrant raises this many median wage bills of equity from households"
     )
     entry_capital: float = Field(
-        0.0, ge=0, le=10,
+        0.5, ge=0, le=10,
         description="an entrant also raises what tops the plant it takes over up to this share of the incumbents'"
         " mean capital, at replacement cost, and invests it (Dosi et al. 2010: a random 0.1-0.9, mean 0.5)",
     )
@@ -309,7 +321,7 @@ class Bank(RoleConfig):
     amortization: float = Field(0.02, ge=0, le=1, description="share of principal repaid per round")
     payout_ratio: float = Field(0.5, ge=0, le=1, description="share of last round's profit paid as dividends")
     credit_rule: Literal["leverage", "expected_return"] = Field(
-        "leverage",
+        "expected_return",
         description="lend any request within max_leverage, or only what is expected to pay (Caiani et al. 2016:"
         " default probability from cash flow over debt service, recovery from collateral)",
     )

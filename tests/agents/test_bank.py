@@ -99,7 +99,9 @@ def test_merge_writes_currency_units_as_cents(scenario: Scenario, world: World) 
     assert BankBatch.takes_effect == "this_round"
 
 
-def test_loans_stop_at_the_leverage_limit_and_price_leverage(scenario: Scenario, world: World) -> None:
+def test_loans_stop_at_the_leverage_limit_and_price_leverage(build: Build) -> None:
+    scenario, world, _ = build('roles.bank.credit_rule="leverage"')
+    world.b_equity[:] = 10**12  # no bank short of capital
     p = config(scenario)  # max_leverage 2, loan_spread 0.01
     value = world.f_capital * world.capital_price * world.price_index
     limit = np.floor(2 * value).astype(np.int64)
@@ -141,7 +143,9 @@ def test_expected_return_of_a_safe_loan_is_its_interest_and_a_risky_uncovered_on
 
 
 def test_expected_return_rule_lends_to_cash_flow_or_collateral_and_not_to_a_loss_maker(build: Build) -> None:
-    sc, world, _ = build('roles.bank.credit_rule="expected_return"')
+    sc, world, _ = build()  # the default rule
+    assert config(sc).credit_rule == "expected_return"
+    world.b_equity[:] = 10**12  # no bank short of capital
     value = world.f_capital * world.capital_price * world.price_index
     request = np.floor(0.8 * value).astype(np.int64)  # more than half the plant: not fully covered
     world.f_cash_flow[:] = [-1_000_000.0, 0.0, 1e9, -1_000_000.0]
@@ -152,5 +156,5 @@ def test_expected_return_rule_lends_to_cash_flow_or_collateral_and_not_to_a_loss
     assert grant[0] <= np.ceil(0.5 * value[0] / 0.99)  # recovery is half the plant's value
     small = np.floor(0.4 * value).astype(np.int64)  # within half the plant's value: covered, lent
     assert grant_loans(world, small, _batch(), sc).tolist() == small.tolist()
-    leverage = build()[0]  # the default rule lends the loss-maker all of it
+    leverage = build('roles.bank.credit_rule="leverage"')[0]  # the leverage rule lends the loss-maker all of it
     assert grant_loans(world, request, _batch(), leverage).tolist() == request.tolist()

@@ -539,3 +539,21 @@ def test_a_firm_granted_its_whole_request_keeps_its_whole_plan() -> None:
     finally:
         markets.STEPS = steps
     assert seen > 20  # many borrowers, every one of them kept its plan
+
+
+def test_a_firm_that_had_nothing_to_sell_keeps_its_expectation(
+    scenario: Scenario, world: World, view: MarketView
+) -> None:
+    """No output, no stock, no sales: it learnt nothing about demand (an entrant before it has
+    hired). Expecting its zero sales left such firms planning nothing, for good."""
+    p = config(scenario)
+    world.f_expected[:] = 50.0
+    world.f_sales[:] = [0.0, 0.0, 30.0, 0.0]
+    world.f_output[:] = [0.0, 0.0, 30.0, 20.0]  # firm 3 made something and sold none of it
+    world.f_inventory[:] = [0.0, 0.0, 0.0, 0.0]
+    world.f_unmet[:] = 0.0
+    moves = price_or_quantity(world, view)
+    plan = output_plan(world, p, moves, np.random.default_rng(0))
+    assert plan.expected[:2].tolist() == [50.0, 50.0]  # idle: kept
+    assert plan.expected[2] == 30.0 and plan.expected[3] == 0.0  # sold exactly what it made: expects that
+    assert plan.planned[0] == pytest.approx(50.0 * (1 + p.inventory_target))

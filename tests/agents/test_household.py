@@ -116,7 +116,8 @@ def test_reservation_wages_stop_at_the_minimum(build: Build) -> None:
 
 
 # -- token orders -----------------------------------------------------------------------------------
-def test_deposits_beyond_the_threshold_are_partly_bid_for_a_token(scenario: Scenario, world: World) -> None:
+def test_deposits_beyond_the_threshold_are_partly_bid_for_a_token(build: Build) -> None:
+    scenario, world, _ = build("roles.household.value_anchor=0")  # bids around the last price
     p = config(scenario)  # invest_threshold 6 rounds of spending, invest_share 0.2, bid_spread 0.02
     world.household_balance()[:] = _rows(world, {0: 10_000_000, 1: 2_000_000}, 100_000)
     want = desired_consumption(world, p)
@@ -145,7 +146,8 @@ def test_the_reference_price_closes_value_anchor_of_the_gap_to_book_value(build:
     assert np.allclose(reference_price(world, config(sc))[firms], 0.75 * world.t_price[firms])
 
 
-def test_without_an_anchor_households_trade_at_the_last_price(scenario: Scenario, world: World) -> None:
+def test_without_an_anchor_households_trade_at_the_last_price(build: Build) -> None:
+    scenario, world, _ = build("roles.household.value_anchor=0")
     assert config(scenario).value_anchor == 0.0
     world.t_price[:] *= 3.0  # far above book value
     assert np.array_equal(reference_price(world, config(scenario)), world.t_price)
@@ -350,7 +352,8 @@ def test_validated_budgets_plus_fees_never_exceed_balances(
     assert np.all(out.consumption_budget >= 0) and np.all(out.token_buy_budget >= 0)
 
 
-def test_merge_writes_currency_units_as_cents(scenario: Scenario, world: World) -> None:
+def test_merge_writes_currency_units_as_cents(build: Build) -> None:
+    scenario, world, _ = build("roles.household.value_anchor=0")  # limits around the last price
     batch = _batch(world)
     d = HouseholdDecision(
         consumption_budget=12.34,
@@ -402,5 +405,6 @@ def test_token_wealth_can_be_spent_from_at_its_own_rate(build: Build) -> None:
     floor = config(sc).subsistence * 100
     above = holders & (none > floor)  # where the subsistence floor does not hide the difference
     assert above.any()
-    np.testing.assert_allclose(base[above] - none[above], config(sc).mpc_wealth * tokens[above], rtol=1e-9)
+    assert config(sc).mpc_token_wealth == 0.0025  # Di Maggio, Kermani & Majlesi 2020, the default
+    np.testing.assert_allclose(base[above] - none[above], 0.0025 * tokens[above], rtol=1e-9)
     assert np.array_equal(base[~holders], none[~holders])  # deposits are spent from as before

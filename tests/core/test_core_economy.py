@@ -71,18 +71,19 @@ def test_baseline_keeps_labour_share_and_demand(bundled_runs: dict[str, tokenomy
     """The control is a control: with phi almost constant its labour share does not fall by a
     third and consumption keeps pace with what the economy could make.
 
-    Demand is measured from round 60: every household starts with savings drawn independently
-    of its skill, so for the first 60-80 rounds the high earners save up to their wealth and
-    consumption over capacity eases by 4-5% (measured, 300 rounds: it then holds). Against round
-    0 it must not fall by a tenth."""
+    Demand is measured from round 80: households open with their consumption rule's steady-state
+    deposits (``initial.deposits = "steady"``), but firms' cash, the loan book and token wealth
+    find their level over the first 80-100 rounds, and consumption over capacity eases from 0.50
+    to about 0.45 meanwhile (measured, seeds 1-3; it then holds to round 300, at the level the
+    old opening reached too). Against round 0 it must not fall by a sixth."""
     base = bundled_runs["baseline"].metrics
     base["c_over_potential"] = base["consumption"] / base["potential_output"]
     bls0, bls1 = _first_last(base, "labour_share")
     bc0, bc1 = _first_last(base, "c_over_potential")
-    settled = float(base["c_over_potential"].iloc[60:70].mean())
+    settled = float(base["c_over_potential"].iloc[80:90].mean())
     assert bls1 > bls0 * (2 / 3), f"baseline: labour share {bls0:.3f} -> {bls1:.3f} fell by a third"
-    assert bc1 >= settled * 0.95, f"baseline: consumption/potential {settled:.3f} (rounds 60-69) -> {bc1:.3f} fell"
-    assert bc1 >= bc0 * 0.9, f"baseline: consumption/potential {bc0:.3f} -> {bc1:.3f} fell by a tenth"
+    assert bc1 >= settled * 0.95, f"baseline: consumption/potential {settled:.3f} (rounds 80-89) -> {bc1:.3f} fell"
+    assert bc1 >= bc0 * 0.85, f"baseline: consumption/potential {bc0:.3f} -> {bc1:.3f} fell by a sixth"
 
 
 def test_same_seed_same_metrics_other_seed_different(tmp_path: Path) -> None:

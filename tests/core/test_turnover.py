@@ -47,7 +47,8 @@ def test_a_firm_with_negative_net_worth_exits_and_an_entrant_takes_its_place() -
     assert w.holdings[:, token].sum() == w.t_outstanding[token] > 0
     assert not np.array_equal(new_holders, old_holders)
     entry = next(e for e in o.events if e["kind"] == "entry")
-    paid = sum(int(p.amount.sum()) for p in o.postings if p.kind == "equity_issue")
+    # the buyers' stake: new equity, and (exit_recovery) what they paid the bank for the plant
+    paid = sum(int(p.amount.sum()) for p in o.postings if p.kind in ("equity_issue", "fire_sale"))
     assert paid == entry["amount"] > 0
     assert w.t_price[token] * w.t_outstanding[token] == paid
     assert w.f_bad_rounds[f] == 0
@@ -154,3 +155,19 @@ def test_a_firm_that_sells_next_to_nothing_exits_after_its_grace_with_exit_share
         raise AssertionError("a firm that sold nothing never exited")
     assert sim.world.f_age[1] == 0  # the entrant's age starts again
     assert accounts.money_without_counterpart(sim.world) == 0
+
+
+def test_an_entrant_raises_the_plant_it_lacks_with_entry_capital_and_starts_as_if_it_sold_its_expectation() -> None:
+    raised = {}
+    for share in (0.0, 0.5):
+        sim = Simulation(load_scenario("baseline", [*SMALL, f"roles.firm.entry_capital={share}"]))
+        sim.step()
+        f = 2
+        _doom(sim, f)
+        o = sim.step()
+        w = sim.world
+        raised[share] = next(e["amount"] for e in o.events if e["kind"] == "entry")
+        assert w.f_sales[f] == w.f_expected[f] > 0  # not a shrinking market: it has not sold yet
+        assert w.f_age[f] == 0
+        assert accounts.money_without_counterpart(w) == 0
+    assert raised[0.5] > raised[0.0] > 0  # half the incumbents' mean plant, less the half it kept

@@ -25,7 +25,8 @@ def test_the_steady_state_is_saving_out_of_income_over_spending_out_of_wealth() 
     monthly = 1.02 ** (1 / 12) - 1  # the central bank's 2% target, a round
     assert steady_deposit_rounds(s) == pytest.approx(0.15 / (0.004 + monthly))  # about 26.5 rounds
     assert opening_deposits(s) == pytest.approx(steady_deposit_rounds(s) * 2000 * (1 - 0.2))
-    assert opening_deposits(load_scenario("baseline", SMALL)) == 4000.0  # "mean": the field as given
+    assert load_scenario("baseline", SMALL).initial.deposits == "steady"  # the default
+    assert opening_deposits(load_scenario("baseline", [*SMALL, 'initial.deposits="mean"'])) == 4000.0  # as given
     none = load_scenario("baseline", [*SMALL, 'initial.deposits="steady"', "roles.household.mpc_wealth=0",
                                       "roles.central_bank.inflation_target=0"])
     assert np.isfinite(steady_deposit_rounds(none)) and steady_deposit_rounds(none) > 0  # capped, not inf
@@ -55,7 +56,7 @@ def test_an_economy_opened_at_the_steady_state_holds_its_deposits_while_one_open
     transition the wealth Gini fell through: 2.6 to 9.7 rounds of income in 80 rounds here); opened
     at the steady state they stop filling them (26.7 to 17.3: what they hold beyond
     ``invest_threshold`` rounds of spending goes on into tokens)."""
-    low0, low1 = _deposits_per_income([], 80)
+    low0, low1 = _deposits_per_income(['initial.deposits="mean"'], 80)
     steady0, steady1 = _deposits_per_income(['initial.deposits="steady"'], 80)
     assert low1 / low0 > 2.0
     assert 0.4 < steady1 / steady0 < 1.2
