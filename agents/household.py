@@ -44,6 +44,7 @@ __all__ = [
     "config",
     "consumption_budget",
     "desired_consumption",
+    "hand_to_mouth",
     "marginal_propensity",
     "rail_choice",
     "reference_price",
@@ -236,11 +237,21 @@ def marginal_propensity(wealth: NDArray[np.float64], p: Household) -> NDArray[np
     return p.mpc_income + (p.mpc_income_rich - p.mpc_income) * x
 
 
+def hand_to_mouth(n: int, share: float) -> NDArray[np.bool_]:
+    """Which of ``n`` households are hand-to-mouth: ``round(share * n)`` of them, spread evenly
+    over the index (skills and banks are drawn independently of it), so no state is needed."""
+    i = np.arange(n)
+    out: NDArray[np.bool_] = np.floor((i + 1) * share) > np.floor(i * share)
+    return out
+
+
 def desired_consumption(world: World, p: Household) -> NDArray[np.float64]:
     """Consumption: ``mpc * net income + mpc_wealth * wealth``, at least ``subsistence``, cents.
 
     Wealth is deposits plus tokens at their last price; with ``mpc_token_wealth`` set, tokens are
-    spent from at that rate instead of ``mpc_wealth``.
+    spent from at that rate instead of ``mpc_wealth``. A ``hand_to_mouth`` household (Kaplan,
+    Violante & Weidner 2014) spends all its net income and whatever deposits it holds beyond
+    ``hand_to_mouth_buffer`` rounds of it: its consumption follows its income.
     """
     deposits, tokens = world.household_balance().astype(np.float64), world.household_token_wealth()
     wealth = deposits + tokens
@@ -248,7 +259,12 @@ def desired_consumption(world: World, p: Household) -> NDArray[np.float64]:
         spend = p.mpc_wealth * wealth
     else:  # the wealth effect of stock-market wealth is smaller than of liquid wealth
         spend = p.mpc_wealth * deposits + p.mpc_token_wealth * tokens
-    want = marginal_propensity(wealth, p) * np.maximum(world.h_income, 0) + spend
+    income = np.maximum(world.h_income, 0).astype(np.float64)
+    want = marginal_propensity(wealth, p) * income + spend
+    if p.hand_to_mouth > 0:
+        htm = hand_to_mouth(world.n_households, p.hand_to_mouth)
+        beyond = np.maximum(deposits - p.hand_to_mouth_buffer * income, 0.0)
+        want = np.where(htm, income + beyond, want)
     return np.maximum(want, p.subsistence * 100)
 
 

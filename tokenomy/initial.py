@@ -24,6 +24,7 @@ from tokenomy.agents.bank import rates as bank_rates
 from tokenomy.agents.central_bank import config as central_bank_config
 from tokenomy.agents.firm import config as firm_config
 from tokenomy.agents.household import config as household_config
+from tokenomy.agents.household import hand_to_mouth
 from tokenomy.agents.network import config as network_config
 from tokenomy.agents.regulator import config as regulator_config
 from tokenomy.market import production
@@ -229,6 +230,11 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
     # at the steady state in proportion to skill (it is a number of rounds of each one's pay)
     scale = skill if ini.deposits == "steady" else 1.0
     h_bal = np.floor(opening_deposits(s) * 100 * scale * rng.lognormal(-0.125, 0.5, n)).astype(np.int64)
+    hp = household_config(s)
+    if ini.deposits == "steady" and hp.hand_to_mouth > 0:  # they keep their pay cycle, no more
+        htm = hand_to_mouth(n, hp.hand_to_mouth)
+        net = wage0 * (1 - regulator_config(s).income_tax) * skill
+        h_bal[htm] = np.floor(hp.hand_to_mouth_buffer * net[htm]).astype(np.int64)
     ledger.balance[:n] = h_bal
     firms = layout.block("firm")
     ledger.balance[firms.start : firms.stop] = np.floor(ini.firm_cash_rounds * L * wage0).astype(np.int64)

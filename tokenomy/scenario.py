@@ -153,6 +153,14 @@ class Household(RoleConfig):
         description="propensity to consume out of token wealth per round (None: mpc_wealth); stock-market"
         " wealth is spent from at about 3 cents a dollar a year (Di Maggio, Kermani & Majlesi 2020), 0.0025 a month",
     )
+    hand_to_mouth: float = Field(
+        0.0, ge=0, le=1,
+        description="share of households that hold no liquid wealth beyond hand_to_mouth_buffer rounds of pay and"
+        " spend the rest of it with all their income (about a third in the US: Kaplan, Violante & Weidner 2014)",
+    )
+    hand_to_mouth_buffer: float = Field(
+        1.0, ge=0, le=100, description="rounds of net income a hand-to-mouth household keeps (its pay cycle)"
+    )
     mpc_income_rich: float = Field(0.4, ge=0, le=1, description="income propensity of the wealthiest households")
     rich_wealth_multiple: float = Field(20.0, gt=1, description="wealth (x median) at which mpc_income_rich applies")
     subsistence: float = Field(600.0, ge=0, le=MAX_MONEY, description="spending floor per round while money lasts")

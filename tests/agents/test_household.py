@@ -408,3 +408,24 @@ def test_token_wealth_can_be_spent_from_at_its_own_rate(build: Build) -> None:
     assert config(sc).mpc_token_wealth == 0.0025  # Di Maggio, Kermani & Majlesi 2020, the default
     np.testing.assert_allclose(base[above] - none[above], 0.0025 * tokens[above], rtol=1e-9)
     assert np.array_equal(base[~holders], none[~holders])  # deposits are spent from as before
+
+
+def test_hand_to_mouth_households_spend_their_income_and_deposits_beyond_their_buffer(build: Build) -> None:
+    """Kaplan, Violante & Weidner (2014): a share of households keep only their pay cycle liquid."""
+    from tokenomy.agents.household import hand_to_mouth
+
+    mask = hand_to_mouth(9, 1 / 3)
+    assert mask.sum() == 3 and mask.tolist() == [False, False, True] * 3  # evenly over the index
+    assert not hand_to_mouth(10, 0.0).any() and hand_to_mouth(10, 1.0).all()
+    sc, world, _ = build("roles.household.hand_to_mouth=0.5", "roles.household.hand_to_mouth_buffer=1")
+    htm = hand_to_mouth(world.n_households, 0.5)
+    world.h_income[:] = 300_000
+    world.household_balance()[:] = 1_000_000
+    want = desired_consumption(world, config(sc))
+    assert np.all(want[htm] == 300_000 + 700_000)  # all its income, and what it holds beyond one round of it
+    rest = desired_consumption(world, config(build()[0]))
+    assert np.array_equal(want[~htm], rest[~htm])  # the others follow the rule as before
+    opened = build("roles.household.hand_to_mouth=0.5")[1]  # at the steady opening they hold one round's net pay
+    net = 2000 * 100 * 0.8 * opened.h_skill[htm]
+    assert np.allclose(opened.household_balance()[htm], np.floor(net), atol=1)
+    assert opened.household_balance()[~htm].mean() > 10 * opened.household_balance()[htm].mean()
