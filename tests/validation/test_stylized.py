@@ -176,3 +176,15 @@ def test_bankruptcy_cyclicality_is_not_measured_from_a_handful_of_events(runs: l
     assert c.measured is None and not c.passed
     assert checks["bankruptcies occur"].passed
     assert _by_name(stylized_checks(runs, BURN_IN))["bankruptcies countercyclical"].passed  # many events: measured
+
+
+def test_a_check_one_seed_could_not_measure_fails_whatever_the_others_say(runs: list[pd.DataFrame]) -> None:
+    """The mean over seeds is over every seed: four seeds with too few bankruptcies and one with
+    many used to pass on that one seed's value (measured: automation.adjustment 0.08 on baseline)."""
+    mixed = list(runs)
+    mixed[0] = mixed[0].assign(bankruptcies=0)  # this seed cannot measure their cyclicality
+    c = _by_name(stylized_checks(mixed, BURN_IN))["bankruptcies countercyclical"]
+    assert c.per_seed[0] is not None and math.isnan(c.per_seed[0])
+    assert all(v is not None and math.isfinite(v) for v in c.per_seed[1:]) and c.target.holds(c.measured)
+    assert not c.passed
+    assert _by_name(stylized_checks(runs, BURN_IN))["bankruptcies countercyclical"].passed
