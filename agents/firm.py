@@ -484,7 +484,7 @@ def loan_request(world: World, need: NDArray[np.float64]) -> NDArray[np.int64]:
 
 
 def dividends(
-    world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64], depreciation: float = 0.0
+    world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64], depreciation: float
 ) -> NDArray[np.int64]:
     """Cash: ``payout_ratio`` of the cash beyond this round's ``need`` and a buffer of
     ``cash_buffer_rounds`` wage bills, cents, paid only by a firm whose leverage (loans over the

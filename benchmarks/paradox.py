@@ -24,7 +24,10 @@ SCENARIOS = ("baseline", "automation_shock", "full_automation")
 COLUMNS = ("labour_share", "c_over_potential", "unemployment_rate", "utilisation")
 
 
-def one(name: str, seed: int, sets: list[str]) -> dict[str, tuple[float, float] | int]:
+Run = tuple[dict[str, tuple[float, float]], int]
+
+
+def one(name: str, seed: int, sets: list[str]) -> Run:
     """One run through the real path: (first 10 rounds, last 10 rounds) of each column, and the exits."""
     import tempfile
 
@@ -38,11 +41,8 @@ def one(name: str, seed: int, sets: list[str]) -> dict[str, tuple[float, float] 
     income = m[["income_wages", "income_dividends", "income_interest", "income_ubi", "income_benefits"]].sum(axis=1)
     m["wage_share_of_income"] = m["income_wages"] / income
     cols = (*COLUMNS, "real_wage", "capital_stock", "wage_share_of_income")
-    out: dict[str, tuple[float, float] | int] = {
-        k: (float(m[k].iloc[:10].mean()), float(m[k].iloc[-10:].mean())) for k in cols
-    }
-    out["exits"] = int(m["bankruptcies"].sum())
-    return out
+    first_last = {k: (float(m[k].iloc[:10].mean()), float(m[k].iloc[-10:].mean())) for k in cols}
+    return first_last, int(m["bankruptcies"].sum())
 
 
 def main() -> None:
@@ -59,26 +59,26 @@ def main() -> None:
     print("| scenario | labour share | consumption / potential output | unemployment | utilisation | exits |")
     print("| --- | --- | --- | --- | --- | --- |")
     for n in args.scenarios:
-        rs = [results[(n, s)] for s in args.seeds]
+        rs = [results[(n, s)][0] for s in args.seeds]
         cells = []
         for k in COLUMNS:
-            first = np.mean([r[k][0] for r in rs])  # type: ignore[index]
-            last = [r[k][1] for r in rs]  # type: ignore[index]
+            first = np.mean([r[k][0] for r in rs])
+            last = [r[k][1] for r in rs]
             pct = k == "unemployment_rate"
             f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3f}")
             cells.append(f"{f(first)} -> {f(np.mean(last))} [{f(min(last))}, {f(max(last))}]")
-        ex = [r["exits"] for r in rs]
-        cells.append(f"{np.mean(ex):.0f} [{min(ex)}, {max(ex)}]")  # type: ignore[type-var]
+        ex = [results[(n, s)][1] for s in args.seeds]
+        cells.append(f"{np.mean(ex):.0f} [{min(ex)}, {max(ex)}]")
         print(f"| {n} | " + " | ".join(cells) + " |")
     print("\nmargins, last 10 rounds over first 10 (mean over seeds):")
     print("| scenario | real wage | capital stock | wages / household income |")
     print("| --- | --- | --- | --- |")
     for n in args.scenarios:
-        rs = [results[(n, s)] for s in args.seeds]
-        ratio = {k: np.mean([r[k][1] / max(r[k][0], 1e-12) for r in rs]) for k in ("real_wage", "capital_stock")}  # type: ignore[index]
+        rs = [results[(n, s)][0] for s in args.seeds]
+        ratio = {k: np.mean([r[k][1] / max(r[k][0], 1e-12) for r in rs]) for k in ("real_wage", "capital_stock")}
         share = [r["wage_share_of_income"] for r in rs]
-        first, last = np.mean([x[0] for x in share]), np.mean([x[1] for x in share])  # type: ignore[index]
-        print(f"| {n} | x{ratio['real_wage']:.2f} | x{ratio['capital_stock']:.2f} | {first:.2f} -> {last:.2f} |")
+        w0, w1 = np.mean([x[0] for x in share]), np.mean([x[1] for x in share])
+        print(f"| {n} | x{ratio['real_wage']:.2f} | x{ratio['capital_stock']:.2f} | {w0:.2f} -> {w1:.2f} |")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class RoundOutcome:
     inventory_decay: NDArray[np.float64] | None = None  # units of stock lost per firm
     capital_wear: NDArray[np.float64] | None = None  # units of capital worn out per firm
     purchases: Purchases | None = None
+    revenue: NDArray[np.float64] | None = None  # cents each firm sold for (settlement's purchases step)
     price_index: float | None = None  # cents per unit sold this round (the last round's when nothing sold)
     trades: list[dict[str, Any]] = field(default_factory=list)  # one row per token auction that traded
     trade_legs: tuple[NDArray[np.int64], ...] = ()  # (token, buyer, seller, shares, amount) per fill

@@ -342,6 +342,7 @@ def purchases(w: World, o: RoundOutcome, s: Scenario) -> None:
     for kind, mask in (("consumption", is_hh), ("investment", is_firm), ("government", ~is_hh & ~is_firm)):
         pay_over_rails(w, kind, buyer[mask], seller[mask], p.amount[mask], rail[mask], bank[mask])
     w.h_spent = np.bincount(p.buyer[is_hh], weights=p.amount[is_hh], minlength=n).astype(np.int64)
+    o.revenue = np.bincount(p.seller, weights=p.amount, minlength=m).astype(np.float64)
 
 
 def token_trades(w: World, o: RoundOutcome, s: Scenario) -> None:
@@ -382,10 +383,8 @@ def capital_income_and_transfers(w: World, o: RoundOutcome, s: Scenario) -> None
 def operating_cash_flow(w: World, o: RoundOutcome) -> NDArray[np.float64]:
     """Per firm, the round's sales less its wages, loan interest and robot tax, cents: Caiani et
     al. (2016)'s operating cash flow, which a bank sets against the debt service a loan adds."""
-    assert o.purchases is not None and o.wage_bill is not None
-    m = w.n_firms
-    revenue = np.bincount(o.purchases.seller, weights=o.purchases.amount, minlength=m).astype(np.float64)
-    out: NDArray[np.float64] = revenue - o.wage_bill.astype(np.float64)
+    assert o.revenue is not None and o.wage_bill is not None
+    out: NDArray[np.float64] = o.revenue - o.wage_bill.astype(np.float64)
     for paid in (o.interest_paid, o.robot_tax_paid):
         if paid is not None:
             out = out - paid.astype(np.float64)

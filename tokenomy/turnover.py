@@ -74,8 +74,11 @@ def exiting_firms(
     sales: NDArray[np.float64] | None = None,
 ) -> NDArray[np.int64]:
     """The firms that exit this round, for any of :func:`exit_reasons`."""
-    failed = np.logical_or.reduce(list(exit_reasons(w, s, price_index, illiquid, sales).values()))
-    out: NDArray[np.int64] = np.flatnonzero(failed)
+    return _failed(exit_reasons(w, s, price_index, illiquid, sales))
+
+
+def _failed(reasons: dict[str, NDArray[np.bool_]]) -> NDArray[np.int64]:
+    out: NDArray[np.int64] = np.flatnonzero(np.logical_or.reduce(list(reasons.values())))
     return out
 
 
@@ -88,11 +91,8 @@ def firm_turnover(w: World, o: RoundOutcome, s: Scenario) -> None:
     if not p.exit_and_entry:
         return
     price = o.price_index if o.price_index is not None else w.price_index
-    sales = None
-    if o.purchases is not None:
-        sales = np.bincount(o.purchases.seller, weights=o.purchases.amount, minlength=w.n_firms).astype(np.float64)
-    reasons = exit_reasons(w, s, price, o.illiquid, sales)
-    for f in np.flatnonzero(np.logical_or.reduce(list(reasons.values()))):
+    reasons = exit_reasons(w, s, price, o.illiquid, o.revenue)
+    for f in _failed(reasons):
         why = ", ".join(k for k, v in reasons.items() if v[f])
         paid = _exit(w, o, s, int(f), price, why)
         _enter(w, o, s, int(f), paid)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -325,6 +325,13 @@ class World:
 
     # -- snapshot / restore ---------------------------------------------------------------------
     _SKIP = ("layout", "ledger", "rng_state", "extra", "holdings")
+    # fields added after snapshots were first written: (a field of the same length, fill, dtype)
+    # to restore an older snapshot with (equal skills; no cash flow or age known)
+    _ADDED: ClassVar[dict[str, tuple[str, float, type]]] = {
+        "h_skill": ("h_employer", 1.0, np.float64),
+        "f_cash_flow": ("f_price", 0.0, np.float64),
+        "f_age": ("f_price", 0, np.int64),
+    }
 
     def snapshot(self) -> dict[str, Any]:
         """Plain arrays and scalars: everything needed to rebuild this world exactly."""
@@ -357,12 +364,9 @@ class World:
         for fl in fields(cls):
             if fl.name in cls._SKIP:
                 continue
-            if fl.name == "h_skill" and fl.name not in snap:  # a snapshot from before skills: equal ones
-                kwargs[fl.name] = np.ones(np.asarray(snap["h_employer"]).size)
-                continue
-            if fl.name in ("f_cash_flow", "f_age") and fl.name not in snap:  # a snapshot from before them
-                dtype = np.int64 if fl.name == "f_age" else np.float64
-                kwargs[fl.name] = np.zeros(np.asarray(snap["f_price"]).size, dtype=dtype)
+            if fl.name not in snap and fl.name in cls._ADDED:  # a snapshot from before the field
+                like, fill, dtype = cls._ADDED[fl.name]
+                kwargs[fl.name] = np.full(np.asarray(snap[like]).size, fill, dtype=dtype)
                 continue
             arr = np.asarray(snap[fl.name])
             kwargs[fl.name] = arr.copy() if arr.ndim > 0 else arr.item()

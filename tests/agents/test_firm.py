@@ -336,7 +336,7 @@ def test_cash_rules_example(scenario: Scenario, world: World) -> None:
     assert need.tolist() == [1_000_100.5, 1_500_000.0, 200_050.0, 3_000_000.0]
     loan = loan_request(world, need)
     assert loan.tolist() == [0, 500_000, 200_050, 0]
-    div = dividends(world, p, need, wage_bill)
+    div = dividends(world, p, need, wage_bill, scenario.automation.depreciation)
     assert p.payout_ratio == 0.03
     assert div.tolist() == [np.floor(0.03 * (10_000_000 - 1_000_100.5 - 1_000_000.5)), 0, 0, 0]
     shares = share_issue(world, p, loan)
@@ -360,7 +360,7 @@ def test_loans_cover_the_shortfall_and_dividends_need_spare_cash(
     world.firm_balance()[:] = balance
     bill = np.array(wage_bill)
     need = cash_need(bill, fixed_payments(world, sc), np.array(invest, dtype=np.int64))
-    loan, div = loan_request(world, need), dividends(world, p, need, bill)
+    loan, div = loan_request(world, need), dividends(world, p, need, bill, sc.automation.depreciation)
     bal = np.array(balance, dtype=np.float64)
     assert np.all(bal + loan > need - 1)  # whole cents: at most a fraction of a cent short
     assert np.all(loan >= 0) and np.all((loan == 0) | (bal + loan <= need))
@@ -508,11 +508,12 @@ def test_profit_dividends_pay_a_share_of_last_rounds_profit_from_spare_cash(buil
     assert dividends(world, p, none, none, dep).tolist() == [0] * 4
 
 
-def test_a_firm_granted_its_whole_request_keeps_its_whole_plan() -> None:
+def test_a_firm_granted_its_whole_request_keeps_its_whole_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     """The loan rate the new credit sets applies from the next round: this round's debt service is
     the one the firm planned with (charged at once, it cut a worker from many a borrower's plan)."""
     from tokenomy import markets
     from tokenomy.agents.firm import FirmBatch
+    from tokenomy.outcome import RoundOutcome
     from tokenomy.scenario import load_scenario
     from tokenomy.simulation import Simulation
 
@@ -520,7 +521,7 @@ def test_a_firm_granted_its_whole_request_keeps_its_whole_plan() -> None:
     seen = 0
     original = markets.credit
 
-    def credit(w: World, o, s: Scenario, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
+    def credit(w: World, o: RoundOutcome, s: Scenario, rng: np.random.Generator) -> None:
         nonlocal seen
         plan = o.batch("firm", FirmBatch)
         rate = w.f_loan_rate.copy()
@@ -529,15 +530,11 @@ def test_a_firm_granted_its_whole_request_keeps_its_whole_plan() -> None:
         seen += int(full.sum())
         fitted = o.batch("firm", FirmBatch)
         assert (fitted.target_workers[full] == plan.target_workers[full]).all()
-        assert np.array_equal(o.opening_loan_rate, rate)
+        assert o.opening_loan_rate is not None and np.array_equal(o.opening_loan_rate, rate)
 
-    steps = markets.STEPS
-    markets.STEPS = tuple(credit if st is original else st for st in steps)
-    try:
-        for _ in range(60):
-            sim.step()
-    finally:
-        markets.STEPS = steps
+    monkeypatch.setattr(markets, "STEPS", tuple(credit if st is original else st for st in markets.STEPS))
+    for _ in range(60):
+        sim.step()
     assert seen > 20  # many borrowers, every one of them kept its plan
 
 
