@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tokenomy.validation import stats
 from tokenomy.validation.stylized import Seed
 
 PARTS = ("consumption", "investment", "government", "inventory_change")
@@ -30,8 +29,8 @@ PARTS = ("consumption", "investment", "government", "inventory_change")
 def one_seed(metrics: Path, burn_in: int) -> list[float]:
     """Variance shares of C, I, G, dInv, then sd of GDP's log cycle and I/Y, for one seed."""
     s = Seed(pd.read_parquet(metrics), burn_in)
-    y = stats.hp_filter(s.quarters("gdp", "sum"))[1]
-    shares = [float(np.cov(stats.hp_filter(s.quarters(k, "sum"))[1], y)[0, 1] / np.var(y, ddof=1)) for k in PARTS]
+    y = s.cycle("gdp", "sum")
+    shares = [float(np.cov(s.cycle(k, "sum"), y)[0, 1] / np.var(y, ddof=1)) for k in PARTS]
     sd_y = float(np.std(s.log_cycle("gdp")))
     i_share = float(s.quarters("investment", "sum").sum() / s.quarters("gdp", "sum").sum())
     return [*shares, sd_y, i_share]
