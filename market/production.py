@@ -155,4 +155,6 @@ def labour_at_marginal_product(
         inner = (m_ / (A * np.where(wl > 0, wl, 1.0))) ** (rho / (1.0 - rho)) - wl
         k = (inner / wk) ** (1.0 / rho)
         L = np.where((inner > 0) & np.isfinite(k) & (k > 0), K_ / k, 0.0)
-    return np.where((m_ <= A) | (wl <= 0), np.inf, np.maximum(L, 0.0))
+    # at phi = 1 (wl = 0) labour's marginal product is A everywhere: above it no worker pays (the
+    # limit of the CES branch as wl -> 0), not every worker
+    return np.where(m_ <= A, np.inf, np.where(wl > 0, np.maximum(L, 0.0), 0.0))

@@ -285,3 +285,18 @@ def test_labour_at_marginal_product_edges():
     assert np.isinf(got[0]) and np.isinf(got[1])
     assert 0.0 < got[2] < 10.0 * (1 - 0.608) / 0.608  # inside the CES region, short of the kink
     assert got[3] == 0.0
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.5, 0.9])
+def test_labour_at_marginal_product_is_continuous_at_full_automation(sigma):
+    """At ``phi = 1`` labour's marginal product is ``A`` at any ``K/L``: above ``A`` no worker pays,
+    the limit of the CES branch as ``phi -> 1``. (Regression: ``phi = 1`` returned ``inf``, every
+    worker profitable, at any real wage, while ``phi = 1 - 1e-7`` returned almost none, so firms
+    hired to plan at a loss once automation was complete.)"""
+    A, K = 0.5, 10.0
+    m = np.array([0.4, 0.5, 0.6, 3.0])  # below, at and above A
+    at_one = labour_at_marginal_product(m, K, 1.0, A, sigma)
+    assert np.isinf(at_one[0]) and np.isinf(at_one[1])
+    assert np.all(at_one[2:] == 0.0)
+    near = labour_at_marginal_product(m[2:], K, 1.0 - 1e-7, A, sigma)
+    assert np.all(near < 1e-2 * K)  # the limit from below: vanishing labour, not unbounded
