@@ -483,9 +483,7 @@ def loan_request(world: World, need: NDArray[np.float64]) -> NDArray[np.int64]:
     return np.maximum(need - world.firm_balance().astype(np.float64), 0.0).astype(np.int64)
 
 
-def dividends(
-    world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64], depreciation: float
-) -> NDArray[np.int64]:
+def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64]) -> NDArray[np.int64]:
     """Cash: ``payout_ratio`` of the cash beyond this round's ``need`` and a buffer of
     ``cash_buffer_rounds`` wage bills, cents, paid only by a firm whose leverage (loans over the
     value of its capital) is at most ``leverage_target``: a firm in debt retains its earnings
@@ -500,8 +498,9 @@ def dividends(
     corr(C, Y) -0.10 against 0.55 with 0.03; inflation 0.45% against 0.38% a round).
 
     With ``dividend_rule = "profit"`` (Caiani et al. 2016) a firm pays ``profit_payout`` of last
-    round's profit (its operating cash flow less the wear of its capital at replacement cost) when
-    positive, still from the cash beyond its needs and buffer and only under the leverage target:
+    round's accounting profit (``World.f_profit``: its operating cash flow plus the change in its
+    stock at unit cost, less the wear of its capital at replacement cost) when positive, still
+    from the cash beyond its needs and buffer and only under the leverage target:
     cash no longer piles up in firms (at 0.03 of the spare cash, the median firm held 16 wage
     bills), so a loss-making firm runs short of it."""
     bal = world.firm_balance().astype(np.float64)
@@ -509,8 +508,7 @@ def dividends(
     capital_value = world.f_capital * world.capital_price * world.price_index
     ok = world.f_loan <= p.leverage_target * capital_value
     if p.dividend_rule == "profit":
-        profit = world.f_cash_flow - depreciation * capital_value
-        paid = np.minimum(p.profit_payout * np.maximum(profit, 0.0), spare)
+        paid = np.minimum(p.profit_payout * np.maximum(world.f_profit, 0.0), spare)
         return np.floor(np.where(ok, paid, 0.0)).astype(np.int64)
     return np.floor(np.where(ok, p.payout_ratio * spare, 0.0)).astype(np.int64)
 
@@ -595,7 +593,7 @@ class Firms:
         loan = loan_request(world, need)
         issue = share_issue(world, p, loan)
         notes = np.full(world.n_firms, "", dtype=object)
-        div = dividends(world, p, need, wage_bill, scenario.automation.depreciation)
+        div = dividends(world, p, need, wage_bill)
         return FirmBatch(price, wage, target, invest, div, loan, issue, notes, sales.planned, sales.expected, markup)
 
 

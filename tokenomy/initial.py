@@ -324,6 +324,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         f_markup=np.maximum(price * out / np.maximum(L * wage0, 1.0) - 1.0, 0.0),
         f_output=out.copy(),
         f_cash_flow=price * out - L * wage0,  # as if last round had sold the opening output at cost of its wages
+        f_profit=price * out - L * wage0 - s.automation.depreciation * K * cap_price * price0,
         f_age=np.zeros(m, dtype=np.int64),
         f_loan=f_loan,
         f_loan_bank=(np.arange(m) % nb).astype(np.int64),

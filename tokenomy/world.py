@@ -159,6 +159,9 @@ class World:
     # operating cash flow last round (sales less wages, interest and robot tax), cents: what a bank
     # weighs debt service against (Caiani et al. 2016)
     f_cash_flow: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    # accounting profit last round, cents: the cash flow plus the change in inventories at unit
+    # cost, less the wear of capital at replacement cost (Caiani et al. 2016): what dividends share
+    f_profit: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     f_age: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # rounds since entry (or start)
     f_loan: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # principal, cents
     f_loan_bank: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
@@ -331,6 +334,7 @@ class World:
         "h_skill": ("h_employer", 1.0, np.float64),
         "f_cash_flow": ("f_price", 0.0, np.float64),
         "f_age": ("f_price", 0, np.int64),
+        "f_profit": ("f_price", 0.0, np.float64),
     }
 
     def snapshot(self) -> dict[str, Any]:

@@ -336,7 +336,7 @@ def test_cash_rules_example(scenario: Scenario, world: World) -> None:
     assert need.tolist() == [1_000_100.5, 1_500_000.0, 200_050.0, 3_000_000.0]
     loan = loan_request(world, need)
     assert loan.tolist() == [0, 500_000, 200_050, 0]
-    div = dividends(world, p, need, wage_bill, scenario.automation.depreciation)
+    div = dividends(world, p, need, wage_bill)
     assert p.payout_ratio == 0.03
     assert div.tolist() == [np.floor(0.03 * (10_000_000 - 1_000_100.5 - 1_000_000.5)), 0, 0, 0]
     shares = share_issue(world, p, loan)
@@ -360,7 +360,7 @@ def test_loans_cover_the_shortfall_and_dividends_need_spare_cash(
     world.firm_balance()[:] = balance
     bill = np.array(wage_bill)
     need = cash_need(bill, fixed_payments(world, sc), np.array(invest, dtype=np.int64))
-    loan, div = loan_request(world, need), dividends(world, p, need, bill, sc.automation.depreciation)
+    loan, div = loan_request(world, need), dividends(world, p, need, bill)
     bal = np.array(balance, dtype=np.float64)
     assert np.all(bal + loan > need - 1)  # whole cents: at most a fraction of a cent short
     assert np.all(loan >= 0) and np.all((loan == 0) | (bal + loan <= need))
@@ -493,19 +493,19 @@ def test_observe_shows_the_world_in_currency_units(world: World, view: MarketVie
 
 def test_profit_dividends_pay_a_share_of_last_rounds_profit_from_spare_cash(build: Build) -> None:
     sc, world, _ = build('roles.firm.dividend_rule="profit"', "roles.firm.profit_payout=0.9")
-    p, dep = config(sc), sc.automation.depreciation
+    p = config(sc)
     value = world.f_capital * world.capital_price * world.price_index
     world.f_loan[:] = 0
     world.firm_balance()[:] = 10**12  # plenty of spare cash
-    world.f_cash_flow[:] = dep * value + np.array([1_000_000.0, 0.0, -5e6, 2_000_000.0])
+    world.f_profit[:] = [1_000_000.0, 0.0, -5e6, 2_000_000.0]
     none = np.zeros(4)
-    div = dividends(world, p, none, none, dep)
-    assert div.tolist() == pytest.approx([900_000, 0, 0, 1_800_000], abs=1)  # 0.9 of profit after wear; none of a loss
+    div = dividends(world, p, none, none)
+    assert div.tolist() == pytest.approx([900_000, 0, 0, 1_800_000], abs=1)  # 0.9 of profit; none of a loss
     world.firm_balance()[:] = 500_000  # the cash beyond needs and buffer caps it
-    assert dividends(world, p, none, none, dep).tolist() == [500_000, 0, 0, 500_000]
+    assert dividends(world, p, none, none).tolist() == [500_000, 0, 0, 500_000]
     world.firm_balance()[:] = 10**12
     world.f_loan[:] = np.ceil(value)  # above the leverage target: earnings retained
-    assert dividends(world, p, none, none, dep).tolist() == [0] * 4
+    assert dividends(world, p, none, none).tolist() == [0] * 4
 
 
 def test_a_firm_granted_its_whole_request_keeps_its_whole_plan(monkeypatch: pytest.MonkeyPatch) -> None:
