@@ -224,6 +224,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
     price = price0 * (1.0 + 0.02 * (rng.random(m) - 0.5))
     out = np.asarray(production.output(K, L, phi0, prod.A, prod.sigma), dtype=np.float64)
     cap_price = calibrated_capital_price(s)
+    cash_flow0 = price * out - L * wage0  # as if last round had sold the opening output at cost of its wages
 
     # balances
     ledger = Ledger.open(layout.n_accounts)
@@ -323,8 +324,8 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         # markup over unit labour cost: K&S prices at marginal cost give 1 / labour share - 1 (~0.52)
         f_markup=np.maximum(price * out / np.maximum(L * wage0, 1.0) - 1.0, 0.0),
         f_output=out.copy(),
-        f_cash_flow=price * out - L * wage0,  # as if last round had sold the opening output at cost of its wages
-        f_profit=price * out - L * wage0 - s.automation.depreciation * K * cap_price * price0,
+        f_cash_flow=cash_flow0,
+        f_profit=cash_flow0 - s.automation.depreciation * K * cap_price * price0,  # no stock built yet
         f_age=np.zeros(m, dtype=np.int64),
         f_loan=f_loan,
         f_loan_bank=(np.arange(m) % nb).astype(np.int64),

@@ -395,9 +395,10 @@ def accounting_profit(w: World, o: RoundOutcome, wear: NDArray[np.float64]) -> N
     """Per firm, the round's profit as Caiani et al. (2016) book it, cents: the operating cash
     flow plus the change in inventories valued at unit (labour) cost, less the wear of capital at
     replacement cost. Without the inventory term a firm building stock reads as losing money and
-    one selling from stock as earning it, so profit moved against output (measured with 0.9 of it
-    paid out: corr(C, Y) -0.2). A firm that made nothing values its stock at the median unit cost
-    of those that did (it has no cost of its own this round)."""
+    one selling from stock as earning it, so profit moved against output (measured on ``baseline``,
+    5 seeds, with 0.9 of it paid out, ``automation.adjustment`` 0.0237 and ``eta_wage`` 0.0164:
+    corr(C, Y) -0.40 before, 0.21 with the inventory term). A firm that made nothing values its
+    stock at the median unit cost of those that did (it has no cost of its own this round)."""
     assert o.output is not None and o.wage_bill is not None and o.inventory_decay is not None
     made = np.asarray(o.output, dtype=np.float64)
     produced = made > 1e-12
