@@ -497,18 +497,26 @@ def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArr
     not move with output, and consumption did not either (measured on ``baseline``, 5 seeds:
     corr(C, Y) -0.10 against 0.55 with 0.03; inflation 0.45% against 0.38% a round).
 
-    With ``dividend_rule = "profit"`` (Caiani et al. 2016) a firm pays ``profit_payout`` of last
-    round's accounting profit (``World.f_profit``: its operating cash flow plus the change in its
+    With ``dividend_rule = "profit"`` (Caiani et al. 2016) a firm pays ``profit_payout`` of its
+    recent accounting profit (``World.f_profit``: its operating cash flow plus the change in its
     stock at unit cost, less the wear of its capital at replacement cost) when positive, still
     from the cash beyond its needs and buffer and only under the leverage target:
     cash no longer piles up in firms (at 0.03 of the spare cash, the median firm held 16 wage
-    bills), so a loss-making firm runs short of it."""
+    bills), so a loss-making firm runs short of it.
+
+    "Recent" is ``World.f_profit_smoothed``, the profit averaged over ``profit_smoothing`` rounds
+    (3: Caiani et al.'s period is a quarter, a round a month). Paid on each month's profit, the
+    positive part of a noisy series rose in downturns, when firms' monthly results spread out, and
+    dividends moved against output although profit moved with it (measured on ``baseline``, seed 1,
+    rounds 100-299: corr with output of profit +0.55, of the positive profits +0.37, of
+    dividends -0.32; smoothed over 3 rounds, dividends +0.20 and corr(C, Y) over 5 seeds 0.25 ->
+    0.82)."""
     bal = world.firm_balance().astype(np.float64)
     spare = np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)
     capital_value = world.f_capital * world.capital_price * world.price_index
     ok = world.f_loan <= p.leverage_target * capital_value
     if p.dividend_rule == "profit":
-        paid = np.minimum(p.profit_payout * np.maximum(world.f_profit, 0.0), spare)
+        paid = np.minimum(p.profit_payout * np.maximum(world.f_profit_smoothed, 0.0), spare)
         return np.floor(np.where(ok, paid, 0.0)).astype(np.int64)
     return np.floor(np.where(ok, p.payout_ratio * spare, 0.0)).astype(np.int64)
 

@@ -225,6 +225,7 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
     out = np.asarray(production.output(K, L, phi0, prod.A, prod.sigma), dtype=np.float64)
     cap_price = calibrated_capital_price(s)
     cash_flow0 = price * out - L * wage0  # as if last round had sold the opening output at cost of its wages
+    profit0 = cash_flow0 - s.automation.depreciation * K * cap_price * price0  # no stock built yet
 
     # balances
     ledger = Ledger.open(layout.n_accounts)
@@ -325,7 +326,8 @@ def build_world(scenario: Scenario, rng: np.random.Generator) -> World:
         f_markup=np.maximum(price * out / np.maximum(L * wage0, 1.0) - 1.0, 0.0),
         f_output=out.copy(),
         f_cash_flow=cash_flow0,
-        f_profit=cash_flow0 - s.automation.depreciation * K * cap_price * price0,  # no stock built yet
+        f_profit=profit0,
+        f_profit_smoothed=profit0.copy(),
         f_age=np.zeros(m, dtype=np.int64),
         f_loan=f_loan,
         f_loan_bank=(np.arange(m) % nb).astype(np.int64),

@@ -273,11 +273,17 @@ class Firm(RoleConfig):
     cash_buffer_rounds: float = Field(1.0, ge=0, description="wage bills kept in cash before paying dividends")
     dividend_rule: Literal["cash", "profit"] = Field(
         "cash",
-        description="pay payout_ratio of the cash beyond needs and buffer, or profit_payout of last round's profit"
+        description="pay payout_ratio of the cash beyond needs and buffer, or profit_payout of the recent profit"
         " (Caiani et al. 2016), from that cash",
     )
     profit_payout: float = Field(
         0.9, ge=0, le=1, description="dividend_rule = profit: share of a positive profit paid out (Caiani et al.: 0.9)"
+    )
+    profit_smoothing: float = Field(
+        3.0,
+        ge=1,
+        description="dividend_rule = profit: rounds over which profit is averaged (exponentially) before the payout;"
+        " Caiani et al. pay on a quarter's profit, three monthly rounds (1: last round's alone)",
     )
     leverage_target: float = Field(
         0.5, ge=0, description="no dividend while loans exceed this multiple of the capital's value"

@@ -421,6 +421,7 @@ def stocks(w: World, o: RoundOutcome, s: Scenario) -> None:
     w.f_output = o.output
     w.f_cash_flow = operating_cash_flow(w, o)
     w.f_profit = accounting_profit(w, o, wear)
+    w.f_profit_smoothed = w.f_profit_smoothed + (w.f_profit - w.f_profit_smoothed) / firm_config(s).profit_smoothing
     capital_income = o.dividends + o.interest
     w.h_income = (
         (o.wages - np.floor(o.wages * w.income_tax)).astype(np.int64)

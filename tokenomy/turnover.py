@@ -206,6 +206,7 @@ def _enter(w: World, o: RoundOutcome, s: Scenario, f: int, paid_for_plant: NDArr
     w.f_age[f] = 0
     w.f_cash_flow[f] = float(np.median(w.f_cash_flow[others])) if others.any() else 0.0  # no history of its own
     w.f_profit[f] = float(np.median(w.f_profit[others])) if others.any() else 0.0
+    w.f_profit_smoothed[f] = float(np.median(w.f_profit_smoothed[others])) if others.any() else 0.0
     w.f_markup[f] = float(np.median(w.f_markup[others])) if others.any() else 0.0
     o.events.append(
         {

@@ -162,6 +162,9 @@ class World:
     # accounting profit last round, cents: the cash flow plus the change in inventories at unit
     # cost, less the wear of capital at replacement cost (Caiani et al. 2016): what dividends share
     f_profit: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    # that profit averaged over about a quarter (roles.firm.profit_smoothing), cents: what the
+    # profit rule pays dividends on (Caiani et al. 2016's period is a quarter)
+    f_profit_smoothed: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     f_age: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # rounds since entry (or start)
     f_loan: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))  # principal, cents
     f_loan_bank: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
@@ -335,6 +338,7 @@ class World:
         "f_cash_flow": ("f_price", 0.0, np.float64),
         "f_age": ("f_price", 0, np.int64),
         "f_profit": ("f_price", 0.0, np.float64),
+        "f_profit_smoothed": ("f_price", 0.0, np.float64),
     }
 
     def snapshot(self) -> dict[str, Any]:

@@ -491,13 +491,14 @@ def test_observe_shows_the_world_in_currency_units(world: World, view: MarketVie
     assert obs.mean_price == pytest.approx(view.mean_price / 100)
 
 
-def test_profit_dividends_pay_a_share_of_last_rounds_profit_from_spare_cash(build: Build) -> None:
+def test_profit_dividends_pay_a_share_of_the_recent_profit_from_spare_cash(build: Build) -> None:
     sc, world, _ = build('roles.firm.dividend_rule="profit"', "roles.firm.profit_payout=0.9")
     p = config(sc)
     value = world.f_capital * world.capital_price * world.price_index
     world.f_loan[:] = 0
     world.firm_balance()[:] = 10**12  # plenty of spare cash
-    world.f_profit[:] = [1_000_000.0, 0.0, -5e6, 2_000_000.0]
+    world.f_profit_smoothed[:] = [1_000_000.0, 0.0, -5e6, 2_000_000.0]
+    world.f_profit[:] = -1e9  # last round's alone is not what is paid on
     none = np.zeros(4)
     div = dividends(world, p, none, none)
     assert div.tolist() == pytest.approx([900_000, 0, 0, 1_800_000], abs=1)  # 0.9 of profit; none of a loss

@@ -49,3 +49,24 @@ def test_a_run_books_profit_as_cash_flow_plus_the_change_in_stock() -> None:
         assert np.allclose(term[~grew & ~shrank], 0.0, atol=1.0)
         grew_seen, shrank_seen = grew_seen + int(grew.sum()), shrank_seen + int(shrank.sum())
     assert grew_seen > 0 and shrank_seen > 0
+
+
+@pytest.mark.parametrize("rounds", [1.0, 3.0])
+def test_dividends_are_paid_on_profit_averaged_over_profit_smoothing_rounds(rounds: float) -> None:
+    """The profit rule's base is the exponential average of each round's profit over
+    ``profit_smoothing`` rounds (a quarter by default); at 1 it is last round's profit alone."""
+    s = tokenomy.load_scenario(
+        "baseline",
+        ["households=300", "firms=12", "banks=2", "rounds=12", "roles.firm.exit_and_entry=false",
+         f"roles.firm.profit_smoothing={rounds}"],
+        seed=4,
+    )
+    sim = Simulation(s)
+    moved = 0.0
+    for _ in range(12):
+        before = sim.world.f_profit_smoothed.copy()
+        sim.step()
+        w = sim.world
+        assert w.f_profit_smoothed == pytest.approx(before + (w.f_profit - before) / rounds, rel=1e-12, abs=1e-6)
+        moved = max(moved, float(np.abs(w.f_profit_smoothed - w.f_profit).max()))
+    assert (moved < 1e-3) == (rounds == 1.0)  # cents: equal up to rounding, or a real average
