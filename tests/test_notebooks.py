@@ -140,7 +140,8 @@ def test_market_graph_has_every_intermediary_and_the_rent_adds_up(
         assert rows.set_index("intermediary")["betweenness"].idxmax() == "card_network", r
     assert (centrality["flow_share"] >= 0).all() and (centrality["flow_share"] < 1).all()
     bank_flows = centrality[centrality["intermediary"].str.match(r"b\d")].groupby("round")["flow_share"].sum()
-    assert bank_flows.iloc[-1] > bank_flows.iloc[0]  # "their flow share rises over the rounds"
+    # "their flow share holds at about 1% of all payments" (firms open owing a tenth of their plant)
+    assert (bank_flows > 0.005).all() and (bank_flows < 0.02).all() and bank_flows.max() < 1.5 * bank_flows.min()
     share = market_graph["share"]
     assert set(share.columns) >= {
         "card network: card fees",
@@ -152,7 +153,8 @@ def test_market_graph_has_every_intermediary_and_the_rent_adds_up(
     fees = share[market_graph["is_rent"]].sum(axis=1)
     assert (share["card network: card fees"] > 0.5 * fees).all()  # "most of it is the card network's"
     loan = share["banks: loan interest"]
-    assert loan.iloc[0] == 0 and loan.iloc[-1] > fees.iloc[-1]  # "from nothing to more than all the fees"
+    # "about 1% of GDP in every round, about as much as all the fees together"
+    assert (loan > 0.005).all() and (loan < 0.02).all() and (loan / fees).between(0.5, 2.0).all()
 
 
 def test_prompt_swap_is_decided_by_the_model_and_compared(

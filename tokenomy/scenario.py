@@ -73,7 +73,11 @@ class Automation(_Model):
     capital_price_decline: float = Field(0.0, ge=0, lt=1, description="fraction the capital price falls per round")
     depreciation: float = Field(0.01, ge=0, le=1, description="share of capital worn out per round")
     adjustment: float = Field(
-        0.25, gt=0, le=1, description="share of the gap to desired capital a firm closes per round"
+        0.0237,
+        gt=0,
+        le=1,
+        description="share of the gap to desired capital a firm closes per round (Roberts 2003: about a quarter a"
+        " year, 1 - 0.75^(1/12) a month)",
     )
 
     @model_validator(mode="after")
@@ -109,11 +113,12 @@ class Initial(_Model):
     capital_per_worker: float = Field(4.6, ge=0, le=1e6, description="K&S K0 = 4.6 with L = 1")
     firm_cash_rounds: float = Field(3.0, ge=0, le=1000, description="firm deposits as rounds of its wage bill")
     firm_leverage: float = Field(
-        0.0,
+        0.1,
         ge=0,
         le=0.9,
-        description="firms' opening loans as a share of their capital's value (0: none); US nonfinancial"
-        " corporations owe about 30% of their assets (Federal Reserve Financial Accounts, Z.1)",
+        description="firms' opening loans as a share of their capital's value (0: none): 0.1 is about where"
+        " baseline's loans settle (Caiani et al. 2016 open at the steady state); US nonfinancial corporations"
+        " owe about 30% of their assets (Federal Reserve Financial Accounts, Z.1), bonds included",
     )
     bank_capital: float = Field(1_000_000.0, ge=0, le=MAX_MONEY, description="each bank's own funds")
     owner_share: float = Field(0.1, gt=0, le=1, description="share of households that own all tokens at start")
@@ -219,7 +224,12 @@ class Firm(RoleConfig):
     eta_output: float = Field(
         0.032, ge=0, le=1, description="max planned-output change per round (0.1 a quarter, monthly)"
     )
-    eta_wage: float = Field(0.02, ge=0, le=0.5, description="max wage-offer change per round")
+    eta_wage: float = Field(
+        0.0164,
+        ge=0,
+        le=0.5,
+        description="max wage-offer change per round (Delli Gatti et al. 2011: 0.05 a quarter, 1.05^(1/3) - 1)",
+    )
     pricing: Literal["price_or_quantity", "markup"] = Field(
         "price_or_quantity",
         description="Delli Gatti's price-or-quantity rule, or Caiani's adaptive markup on unit cost",
@@ -272,7 +282,7 @@ class Firm(RoleConfig):
     )
     cash_buffer_rounds: float = Field(1.0, ge=0, description="wage bills kept in cash before paying dividends")
     dividend_rule: Literal["cash", "profit"] = Field(
-        "cash",
+        "profit",
         description="pay payout_ratio of the cash beyond needs and buffer, or profit_payout of the recent profit"
         " (Caiani et al. 2016), from that cash",
     )
@@ -292,7 +302,7 @@ class Firm(RoleConfig):
     exit_and_entry: bool = Field(True, description="failed firms exit and entrants replace them one for one")
     exit_after_defaults: int = Field(3, ge=1, description="rounds running in default after which a firm exits")
     exit_share: float = Field(
-        0.0, ge=0, le=1,
+        1e-5, ge=0, le=1,
         description="a firm older than exit_grace rounds that sold less than this share of the round's goods exits"
         " (Dosi et al. 2010's near-zero market share; 1e-5 in the LSD implementation of K+S); 0: never",
     )

@@ -18,7 +18,9 @@ from tokenomy.scenario import Scenario, load_scenario
 from tokenomy.simulation import Simulation
 from tokenomy.world import World
 
-SMALL = ["households=60", "firms=4", "banks=2"]
+# the rules' worked examples are for firms that open without loans (the default opens them owing
+# initial.firm_leverage of their plant); tests of loans set them
+SMALL = ["households=60", "firms=4", "banks=2", "initial.firm_leverage=0"]
 
 Economy = tuple[Scenario, World, MarketView]
 

@@ -328,8 +328,10 @@ def test_unemployment_damps_wage_rises_and_deepens_cuts(scenario: Scenario, worl
 
 
 # -- cash -------------------------------------------------------------------------------------------
-def test_cash_rules_example(scenario: Scenario, world: World) -> None:
-    p = config(scenario)  # payout_ratio 0.03, cash_buffer_rounds 1, max_issue_share 0.02; no loans
+def test_cash_rules_example(build: Build) -> None:
+    scenario, world, _ = build('roles.firm.dividend_rule="cash"')
+    p = config(scenario)  # payout_ratio 0.03, cash_buffer_rounds 1, max_issue_share 0.02
+    world.f_loan[:] = 0  # under the leverage target
     world.firm_balance()[:] = [10_000_000, 1_000_000, 0, 5_000_000]
     wage_bill = np.array([1_000_000.5, 1_000_000.0, 200_000.0, 2_000_000.0])
     need = cash_need(wage_bill, np.array([100, 0, 50, 0]), np.array([0, 500_000, 0, 1_000_000]))
@@ -366,7 +368,9 @@ def test_loans_cover_the_shortfall_and_dividends_need_spare_cash(
     assert np.all(loan >= 0) and np.all((loan == 0) | (bal + loan <= need))
     assert np.all(div[bal < need] == 0)  # no dividend while cash is below needs
     assert np.all(div[loan > 0] == 0)
-    assert np.all(div <= p.payout_ratio * np.maximum(bal - need, 0))
+    assert np.all(div <= np.maximum(bal - need, 0))  # profit rule: at most the cash beyond needs
+    cash_rule = dividends(world, p.model_copy(update={"dividend_rule": "cash"}), need, bill)
+    assert np.all(cash_rule <= p.payout_ratio * np.maximum(bal - need, 0))
 
 
 def test_no_share_issue_without_equity_issuance(build: Build) -> None:

@@ -57,13 +57,17 @@ def test_every_bundled_scenario_conserves_money_every_round(bundled_runs: dict[s
 
 @pytest.mark.slow  # every bundled scenario at full size
 def test_automation_shock_takes_labours_share(bundled_runs: dict[str, tokenomy.Run]) -> None:
-    """Korinek & Suh's prediction: as automatable tasks spread, the labour share falls."""
+    """Korinek & Suh's prediction: as automatable tasks spread, the labour share falls, and firms buy
+    the automation capital that gets cheaper. Capacity need not rise: in 120 rounds capital, closing
+    about a quarter of its gap a year (Roberts 2003), does not make up for the labour that
+    automation stops paying for (the README's paradox table)."""
     shock, base = bundled_runs["automation_shock"].metrics, bundled_runs["baseline"].metrics
     ls0, ls1 = _first_last(shock, "labour_share")
     _, bls1 = _first_last(base, "labour_share")
     assert ls1 <= ls0 * (2 / 3), f"shock: labour share {ls0:.3f} -> {ls1:.3f} did not fall by a third"
     assert ls1 < bls1, "the shock's labour share ends above the control's"
-    assert shock["potential_output"].iloc[-10:].mean() > shock["potential_output"].iloc[:10].mean()
+    k0, k1 = _first_last(shock, "capital_stock")
+    assert k1 > k0 * 1.05, f"shock: capital {k0:.0f} -> {k1:.0f} did not grow"
 
 
 @pytest.mark.slow
