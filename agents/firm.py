@@ -20,10 +20,12 @@ Rule-based policy, vectorised over firms:
   Gatti et al. as published), also fall otherwise (``"vacancies"``), or move with the
   vacancy/unemployment ratio, symmetrically (``"tightness"``); never below ``min_wage``. Each way
   wage inflation falls as unemployment rises (the Phillips curve).
-* **Cash**: dividends are ``payout_ratio`` (a small share: dividends are smooth) of the cash
-  beyond this round's needs and a buffer of ``cash_buffer_rounds`` wage bills, paid only while
-  the firm's leverage is at most ``leverage_target`` (a firm in debt retains its earnings); a
-  shortfall is asked of the bank, and if equity issuance is on, also offered as new tokens.
+* **Cash**: dividends are ``profit_payout`` of a positive profit averaged over a quarter
+  (``dividend_rule = "profit"``, Caiani et al. 2016; or ``"cash"``: ``payout_ratio`` of the spare
+  cash), from the cash beyond this round's needs and a buffer of ``cash_buffer_rounds`` wage
+  bills, paid only while the firm's leverage is at most ``leverage_target`` (a firm in debt
+  retains its earnings); a shortfall is asked of the bank, and if equity issuance is on, also
+  offered as new tokens.
 """
 
 from __future__ import annotations
@@ -374,7 +376,8 @@ def investment_budget(
       sd 6 points, with the default dividends) but investment is about eight times as volatile as
       output (with one goods market, investment demand raises the sellers'
       expected sales and so their desired capital: the margin K+S and Caiani have is a separate
-      capital-goods sector).
+      capital-goods sector). That was at ``adjustment`` 0.25 a month; at Roberts 2003's quarter a
+      year (0.0237, the default since 2026-12-02) it is 2.5 times (``tokenomy validate``).
     """
     a, p = scenario.automation, config(scenario)
     K = world.f_capital
@@ -484,7 +487,7 @@ def loan_request(world: World, need: NDArray[np.float64]) -> NDArray[np.int64]:
 
 
 def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Cash: ``payout_ratio`` of the cash beyond this round's ``need`` and a buffer of
+    """Cash, ``dividend_rule = "cash"``: ``payout_ratio`` of the cash beyond this round's ``need`` and a buffer of
     ``cash_buffer_rounds`` wage bills, cents, paid only by a firm whose leverage (loans over the
     value of its capital) is at most ``leverage_target``: a firm in debt retains its earnings
     (and borrows less), one out of it pays out what it does not need, so money does not pile up
@@ -497,7 +500,7 @@ def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArr
     not move with output, and consumption did not either (measured on ``baseline``, 5 seeds:
     corr(C, Y) -0.10 against 0.55 with 0.03; inflation 0.45% against 0.38% a round).
 
-    With ``dividend_rule = "profit"`` (Caiani et al. 2016) a firm pays ``profit_payout`` of its
+    With ``dividend_rule = "profit"`` (Caiani et al. 2016; the default since 2026-12-02) a firm pays ``profit_payout`` of its
     recent accounting profit (``World.f_profit``: its operating cash flow plus the change in its
     stock at unit cost, less the wear of its capital at replacement cost) when positive, still
     from the cash beyond its needs and buffer and only under the leverage target:
