@@ -487,33 +487,30 @@ def loan_request(world: World, need: NDArray[np.float64]) -> NDArray[np.int64]:
 
 
 def dividends(world: World, p: Firm, need: NDArray[np.float64], wage_bill: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Cash, ``dividend_rule = "cash"``: ``payout_ratio`` of the cash beyond this round's ``need`` and a buffer of
-    ``cash_buffer_rounds`` wage bills, cents, paid only by a firm whose leverage (loans over the
-    value of its capital) is at most ``leverage_target``: a firm in debt retains its earnings
-    (and borrows less), one out of it pays out what it does not need, so money does not pile up
-    idle in firms. Paying a share of profit instead leaked demand here: a shrinking firm's
-    depreciation allowance, retained as cash, was never spent.
+    """Dividends, cents: by ``dividend_rule``, paid only from the cash beyond this round's
+    ``need`` and a buffer of ``cash_buffer_rounds`` wage bills, and only by a firm whose leverage
+    (loans over the value of its capital) is at most ``leverage_target``: a firm in debt retains
+    its earnings (and borrows less).
 
-    Paid out gradually (``payout_ratio`` 0.03 a round: Lintner 1956's speed of adjustment of
-    dividends, about 0.3 a year, monthly), so dividends are smooth. Paid at once (0.9, the first
-    engine's value), they rose whenever investment fell, by what it fell: households' income did
-    not move with output, and consumption did not either (measured on ``baseline``, 5 seeds:
-    corr(C, Y) -0.10 against 0.55 with 0.03; inflation 0.45% against 0.38% a round).
-
-    With ``dividend_rule = "profit"`` (Caiani et al. 2016; the default since 2026-12-02) a firm pays ``profit_payout`` of its
-    recent accounting profit (``World.f_profit``: its operating cash flow plus the change in its
-    stock at unit cost, less the wear of its capital at replacement cost) when positive, still
-    from the cash beyond its needs and buffer and only under the leverage target:
-    cash no longer piles up in firms (at 0.03 of the spare cash, the median firm held 16 wage
-    bills), so a loss-making firm runs short of it.
-
-    "Recent" is ``World.f_profit_smoothed``, the profit averaged over ``profit_smoothing`` rounds
-    (3: Caiani et al.'s period is a quarter, a round a month). Paid on each month's profit, the
+    ``"profit"`` (Caiani et al. 2016; the default since 2026-12-02): ``profit_payout`` of the
+    firm's recent accounting profit when positive. Recent is ``World.f_profit_smoothed``: the
+    profit (``World.f_profit``: operating cash flow plus the change in stock at unit cost, less
+    the wear of capital at replacement cost) averaged over ``profit_smoothing`` rounds (3:
+    Caiani et al.'s period is a quarter, a round a month). Paid on each month's profit, the
     positive part of a noisy series rose in downturns, when firms' monthly results spread out, and
-    dividends moved against output although profit moved with it (measured on ``baseline``, seed 1,
-    rounds 100-299: corr with output of profit +0.55, of the positive profits +0.37, of
+    dividends moved against output although profit moved with it (measured on ``baseline``, seed
+    1, rounds 100-299: corr with output of profit +0.55, of the positive profits +0.37, of
     dividends -0.32; smoothed over 3 rounds, dividends +0.20 and corr(C, Y) over 5 seeds 0.25 ->
-    0.82)."""
+    0.82). Cash no longer piles up in firms, so a loss-making firm runs short of it.
+
+    ``"cash"``: ``payout_ratio`` of that spare cash, so money does not pile up idle in firms,
+    paid out gradually (0.03 a round: Lintner 1956's speed of adjustment of dividends, about 0.3
+    a year, monthly). Paid at once (0.9, the first engine's value), dividends rose whenever
+    investment fell, by what it fell, and consumption did not move with output (measured on
+    ``baseline``, 5 seeds: corr(C, Y) -0.10 against 0.55 with 0.03). The median firm then held 16
+    wage bills of cash. (A share of a profit that did not charge wear leaked demand: a shrinking
+    firm's depreciation allowance, retained as cash, was never spent.)
+    """
     bal = world.firm_balance().astype(np.float64)
     spare = np.maximum(bal - need - p.cash_buffer_rounds * wage_bill, 0.0)
     capital_value = world.f_capital * world.capital_price * world.price_index
