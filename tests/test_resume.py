@@ -74,7 +74,8 @@ LLM = [
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "PYTHONPATH")}
-    return {**env, "NO_COLOR": "1", "OPENAI_API_KEY": KEY}
+    # faulthandler: a child that hangs is sent SIGABRT (_signal_when) and writes every thread's stack to its log
+    return {**env, "NO_COLOR": "1", "OPENAI_API_KEY": KEY, "PYTHONFAULTHANDLER": "1"}
 
 
 def _sets(sets: list[str]) -> list[str]:
@@ -113,7 +114,12 @@ def _signal_when(proc: subprocess.Popen[bytes], out: Path, target: int, sig: sig
         seen = [r for r in _snapshot_rounds(out) if r >= target]
         if seen:
             proc.send_signal(sig)
-            proc.wait(timeout=HANG_GUARD)
+            try:
+                proc.wait(timeout=HANG_GUARD)
+            except subprocess.TimeoutExpired:  # seen once in CI (SIGHUP): leave the stacks in the log
+                proc.send_signal(signal.SIGABRT)
+                proc.wait(timeout=30)
+                raise AssertionError(f"the run hung after {sig.name}; its threads' stacks are in its log") from None
             return max(seen)
         assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before round {target} was snapshotted"
         time.sleep(0.001)  # paces the poll; the snapshot appearing is the trigger
@@ -267,7 +273,10 @@ def test_sigterm_and_sighup_finish_the_directory_as_ctrl_c_does(
     out = tmp_path / "run"
     with open(tmp_path / "log", "wb") as log:
         proc = _start(["run", "baseline", *_sets(RULES), "--out", out, "-q"], log)
-        seen = _signal_when(proc, out, 6, sig)
+        try:
+            seen = _signal_when(proc, out, 6, sig)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{(tmp_path / 'log').read_text()[-6000:]}") from None
     stderr = (tmp_path / "log").read_text()
     assert proc.returncode == 128 + sig, stderr
     assert f"interrupted by {sig.name}" in stderr and f"tokenomy resume {out}" in stderr

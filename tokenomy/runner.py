@@ -74,6 +74,9 @@ def _interrupt_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+_UNWIND_SECONDS = 30.0  # how long a stopped run waits for the tasks it cancelled
+
+
 def _stop_reason(exc: BaseException) -> tuple[str, str]:
     """The manifest's status and error for what ended a run."""
     if isinstance(exc, RunInterrupted):
@@ -360,7 +363,9 @@ class Runner:
             t.cancel()
 
         async def settle() -> None:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # bounded: a task that ignores its cancellation is left behind, the stopped run still ends
+            # (a run interrupted by SIGHUP hung once in CI after its directory was finished; not reproduced)
+            await asyncio.wait(tasks, timeout=_UNWIND_SECONDS)
 
         if tasks:
             run_sync(settle(), loop)
