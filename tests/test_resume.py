@@ -107,8 +107,11 @@ def _snapshot_rounds(out: Path) -> list[int]:
     return [int(n[6:12]) for n in names if n.startswith("round-") and n.endswith(".snap")]
 
 
-def _signal_when(proc: subprocess.Popen[bytes], out: Path, target: int, sig: signal.Signals) -> int:
-    """Send ``sig`` as soon as a snapshot of round ``target`` or later appears; the round it saw."""
+def _signal_when(
+    proc: subprocess.Popen[bytes], out: Path, target: int, sig: signal.Signals, log: Path | None = None
+) -> int:
+    """Send ``sig`` as soon as a snapshot of round ``target`` or later appears; the round it saw.
+    A child that then hangs gets SIGABRT, and the failure shows the end of its ``log``."""
     deadline = time.monotonic() + HANG_GUARD
     while time.monotonic() < deadline:
         seen = [r for r in _snapshot_rounds(out) if r >= target]
@@ -119,7 +122,8 @@ def _signal_when(proc: subprocess.Popen[bytes], out: Path, target: int, sig: sig
             except subprocess.TimeoutExpired:  # seen once in CI (SIGHUP): leave the stacks in the log
                 proc.send_signal(signal.SIGABRT)
                 proc.wait(timeout=30)
-                raise AssertionError(f"the run hung after {sig.name}; its threads' stacks are in its log") from None
+                stacks = log.read_text()[-6000:] if log is not None else "(no log)"
+                raise AssertionError(f"the run hung after {sig.name}; its threads' stacks:\n{stacks}") from None
             return max(seen)
         assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before round {target} was snapshotted"
         time.sleep(0.001)  # paces the poll; the snapshot appearing is the trigger
@@ -273,10 +277,7 @@ def test_sigterm_and_sighup_finish_the_directory_as_ctrl_c_does(
     out = tmp_path / "run"
     with open(tmp_path / "log", "wb") as log:
         proc = _start(["run", "baseline", *_sets(RULES), "--out", out, "-q"], log)
-        try:
-            seen = _signal_when(proc, out, 6, sig)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}:\n{(tmp_path / 'log').read_text()[-6000:]}") from None
+        seen = _signal_when(proc, out, 6, sig, tmp_path / "log")
     stderr = (tmp_path / "log").read_text()
     assert proc.returncode == 128 + sig, stderr
     assert f"interrupted by {sig.name}" in stderr and f"tokenomy resume {out}" in stderr
